@@ -1,0 +1,112 @@
+"""Vectorisable float32 sin/cos, exp and log for the renderer's hot loop.
+
+XLA:CPU lowers ``jnp.sin``/``jnp.cos`` to slow, poorly vectorised code (about
+12-18 ns per element on the 2-core CI machine, against under 1 ns for a
+multiply-add), and the renderer evaluates one sine and one cosine per Gaussian,
+ear and pose. These replacements are plain polynomial evaluations after a range
+reduction, so XLA fuses and vectorises them with the rest of the render:
+
+- ``sincos``: reduction to [-pi, pi] then degree-15/16 Taylor polynomials;
+  absolute error < 5e-6 for |x| < 1e3 (float32 range reduction dominates).
+- ``exp``: 2^n * 2^f with n = round(x log2 e) assembled in the exponent bits and
+  a degree-7 polynomial for 2^f; relative error < 1e-6 on [-80, 80].
+- ``log``: exponent bits plus an atanh series of the mantissa; absolute error
+  < 1e-6 for normal positive float32.
+
+Each has a ``custom_jvp`` whose tangent reuses the fast primal (d sin = cos,
+d exp = exp, d log = 1/x), so gradients cost the same. Tests compare all three
+against ``jnp`` on wide grids. Use them on float32 only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["sincos", "exp", "log"]
+
+_TWO_PI = np.float32(2.0 * np.pi)
+_INV_TWO_PI = np.float32(1.0 / (2.0 * np.pi))
+_SIN = [np.float32((-1) ** k / math.factorial(2 * k + 1)) for k in range(8)]
+_COS = [np.float32((-1) ** k / math.factorial(2 * k)) for k in range(9)]
+_LOG2E = np.float32(1.0 / np.log(2.0))
+_LN2 = np.float32(np.log(2.0))
+_EXP2 = [np.float32(np.log(2.0) ** k / math.factorial(k)) for k in range(8)]
+_SQRT2 = np.float32(np.sqrt(2.0))
+
+
+def _horner(x, coeffs):
+  out = coeffs[-1] + jnp.zeros_like(x)
+  for c in coeffs[-2::-1]:
+    out = out * x + c
+  return out
+
+
+def _sincos_raw(x):
+  r = x - jnp.round(x * _INV_TWO_PI) * _TWO_PI
+  r2 = r * r
+  return r * _horner(r2, _SIN), _horner(r2, _COS)
+
+
+@jax.custom_jvp
+def sincos(x):
+  """(sin x, cos x) for float32 x, any shape."""
+  return _sincos_raw(x)
+
+
+@sincos.defjvp
+def _sincos_jvp(primals, tangents):
+  (x,), (dx,) = primals, tangents
+  s, c = _sincos_raw(x)
+  return (s, c), (c * dx, -s * dx)
+
+
+def _exp_raw(x):
+  y = jnp.clip(x * _LOG2E, -126.0, 127.0)
+  n = jnp.round(y)
+  f = y - n                                             # [-0.5, 0.5]
+  p = _horner(f, _EXP2)                                 # 2^f
+  scale = jax.lax.bitcast_convert_type(
+      (n.astype(jnp.int32) + 127) << 23, jnp.float32)   # 2^n
+  return p * scale
+
+
+@jax.custom_jvp
+def exp(x):
+  """e^x for float32 x (flushes to ~1e-38 below x = -87, saturates above 88)."""
+  return _exp_raw(x)
+
+
+@exp.defjvp
+def _exp_jvp(primals, tangents):
+  (x,), (dx,) = primals, tangents
+  y = _exp_raw(x)
+  return y, y * dx
+
+
+def _log_raw(x):
+  bits = jax.lax.bitcast_convert_type(x, jnp.int32)
+  e = ((bits >> 23) & 0xFF) - 127
+  m = jax.lax.bitcast_convert_type((bits & 0x7FFFFF) | 0x3F800000, jnp.float32)
+  big = m > _SQRT2
+  m = jnp.where(big, m * 0.5, m)                        # [sqrt(1/2), sqrt(2)]
+  e = e + big.astype(jnp.int32)
+  t = (m - 1.0) / (m + 1.0)                             # |t| < 0.172
+  t2 = t * t
+  series = 2.0 * t * (1.0 + t2 * (1.0 / 3.0 + t2 * (0.2 + t2 * (1.0 / 7.0 + t2 / 9.0))))
+  return e.astype(jnp.float32) * _LN2 + series
+
+
+@jax.custom_jvp
+def log(x):
+  """Natural log of positive normal float32 x."""
+  return _log_raw(x)
+
+
+@log.defjvp
+def _log_jvp(primals, tangents):
+  (x,), (dx,) = primals, tangents
+  return _log_raw(x), dx / x
