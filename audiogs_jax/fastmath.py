@@ -7,11 +7,13 @@ ear and pose. These replacements are plain polynomial evaluations after a range
 reduction, so XLA fuses and vectorises them with the rest of the render:
 
 - ``sincos``: reduction to [-pi, pi] then degree-15/16 Taylor polynomials;
-  absolute error < 5e-6 for |x| < 1e3 (float32 range reduction dominates).
+  absolute error < 2e-6 for |x| <= 10, < 5e-6 for |x| <= 100 and < 5e-5 for
+  |x| <= 1e3 (beyond |x| ~ 30 the float32 range reduction dominates, ~3e-8 |x|).
 - ``exp``: 2^n * 2^f with n = round(x log2 e) assembled in the exponent bits and
-  a degree-7 polynomial for 2^f; relative error < 1e-6 on [-80, 80].
+  a degree-7 polynomial for 2^f; relative error < 1e-6 for |x| <= 10 and < 5e-6
+  on [-80, 80] (the float32 rounding of x log2 e dominates, ~5e-8 |x|).
 - ``log``: exponent bits plus an atanh series of the mantissa; absolute error
-  < 1e-6 for normal positive float32.
+  < 2e-7 max(1, |log x|) for normal positive float32 (< 1e-6 for |log x| < 5).
 
 Each has a ``custom_jvp`` whose tangent reuses the fast primal (d sin = cos,
 d exp = exp, d log = 1/x), so gradients cost the same. Tests compare all three

@@ -72,6 +72,7 @@ class RenderConfig:
   dual_sh: bool = True
   content_mode: bool = False
   fast_math: bool = True               # polynomial sin/cos/exp/log (fastmath.py)
+  custom_backward: bool = True         # hand-derived VJP for batches (render_vjp.py)
 
   @property
   def num_freqs(self) -> int:
@@ -291,7 +292,11 @@ def render_batch_tf(g: "Gaussians | Planes", poses: jnp.ndarray,
   ``[B, T, F]`` -> complex ``[B, 2, T, F]``. The layout the training loop uses."""
   chex.assert_rank(poses, 3)
   planes = to_planes(g, config)
-  gain = jax.vmap(gains_planes, in_axes=(None, 0, None))(planes, poses, config)
+  from audiogs_jax import render_vjp
+  if config.custom_backward and render_vjp.supported(planes):
+    gain = render_vjp.gains_batch(planes, poses, config)
+  else:
+    gain = jax.vmap(gains_planes, in_axes=(None, 0, None))(planes, poses, config)
   if source_tf.ndim == 2:
     source_tf = source_tf[None]
   return jax.vmap(_apply_source, in_axes=(0, 0, None))(

@@ -3,7 +3,6 @@
 import hashlib
 import json
 import math
-import os
 import pathlib
 
 import numpy as np
@@ -228,11 +227,18 @@ def test_energy_falls_with_distance(data_small_room):
     assert np.sum(near ** 2) / np.sum(far ** 2) < 2.5 ** 2     # reverb makes the fall slower
 
 
-def test_measure_rt60_on_exponential_decay():
+@pytest.mark.parametrize("length", [1.2, 0.3])   # the second one stops at -30 dB
+def test_measure_rt60_on_exponential_decay(length):
     rng = np.random.default_rng(0)
-    t = np.arange(int(1.2 * SR)) / SR
+    t = np.arange(int(length * SR)) / SR
     ir = rng.standard_normal(t.size) * 10 ** (-3 * t / 0.6)   # -60 dB at 0.6 s (energy)
     assert synth.measure_rt60(ir, SR) == pytest.approx(0.6, rel=0.05)
+    assert math.isnan(synth.measure_rt60(ir[: int(0.05 * SR)], SR))   # only -5 dB of decay
+
+
+def test_too_long_rt60_needs_ray_tracing(tmp_path):
+    with pytest.raises(ValueError, match="ray_tracing"):
+        synth.generate_scene(tmp_path, seconds=2, rt60=3.0, progress=False)
 
 
 def test_rt60_of_generated_room(tmp_path):
@@ -336,6 +342,9 @@ def test_cli(tmp_path, capsys):
     assert d.meta["source_position_m"] == [1.0, 1.0, 1.4]
     with pytest.raises(SystemExit):
         synth.main(["--out", str(tmp_path), "--room", "4,3"])
+    with pytest.raises(SystemExit) as e:
+        synth.main(["--out", str(tmp_path), "--rt60", "3.0", "--quiet"])
+    assert e.value.code == 2 and "ray_tracing" in capsys.readouterr().err
 
 
 def test_ensure_scene_reuses_cache(tmp_path):
@@ -344,6 +353,7 @@ def test_ensure_scene_reuses_cache(tmp_path):
     stamp = (a / "binaural_syn_re.wav").stat().st_mtime_ns
     b = synth.ensure_scene(tmp_path, **kw)
     assert a == b and (b / "binaural_syn_re.wav").stat().st_mtime_ns == stamp
+    assert synth.ensure_scene(tmp_path, **kw, seed=0, yaw="follow") == a   # defaults spelled out
     c = synth.ensure_scene(tmp_path, **{**kw, "seed": 1})
     assert c != a
     assert (a.parent / "position.json").is_file()
@@ -357,8 +367,16 @@ def test_ray_tracing_and_materials(tmp_path):
     meta = json.loads((scene / "scene_meta.json").read_text())
     assert meta["ray_tracing"] and meta["max_order"] == 3
     assert meta["rt60_measured"] == pytest.approx(0.3, rel=0.3)
+    walls = {w: "curtains_cotton_0.5" for w in ("east", "west", "north", "south")}
+    walls.update(floor="carpet_cotton", ceiling="hard_surface")
     scene = synth.generate_scene(tmp_path, scene="2", seconds=2, room=(4.0, 3.5, 2.7),
-                                 materials="rough_concrete", ir_seconds=0.3, progress=False)
+                                 materials=walls, progress=False)
     meta = json.loads((scene / "scene_meta.json").read_text())
-    assert meta["rt60_requested"] is None and meta["materials"] == "rough_concrete"
-    assert math.isfinite(meta["rt60_measured"]) and meta["rt60_measured"] > 0
+    assert meta["rt60_requested"] is None and meta["materials"] == walls
+    bands = meta["rt60_sabine_bands"]
+    assert len(bands) == 7 and bands[0] > bands[3]      # curtains absorb little at 125 Hz
+    assert meta["ir_seconds"] == pytest.approx(max(bands) + 0.05)
+    # Broadband T30: no shorter than the fastest band's (the reflective floor and
+    # ceiling make the image-source decay longer than Sabine's diffuse estimate).
+    assert math.isfinite(meta["rt60_measured"])
+    assert meta["rt60_measured"] > 0.7 * min(bands)

@@ -8,10 +8,22 @@ Replay-NVAS, the built-in physically simulated scenes and test fixtures.
   ``python -m audiogs_jax.data.synth``.
 - :mod:`.signals`: procedural source signals.
 - :mod:`.fixtures`: tiny scenes on disk in the released layouts.
+
+The submodules are imported on first use (``from audiogs_jax.data import rwavs``
+or ``audiogs_jax.data.rwavs``), so that ``python -m audiogs_jax.data.synth`` and
+light users do not pay for scipy.signal / pyroomacoustics up front.
 """
 
-from . import fixtures, replay_nvas, rwavs, scene, signals, synth
+import importlib
+
 from .scene import DataError, SceneData
 
-__all__ = ["DataError", "SceneData", "fixtures", "replay_nvas", "rwavs", "scene",
-           "signals", "synth"]
+_SUBMODULES = ("fixtures", "replay_nvas", "rwavs", "scene", "signals", "synth")
+
+__all__ = ["DataError", "SceneData", *_SUBMODULES]
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -36,7 +36,7 @@ from typing import Sequence
 import numpy as np
 
 from .scene import (DataError, SceneData, as_pose, check_audio_covers, check_rigid,
-                    clip_rms, read_json, read_wav, require_key)
+                    norm_factor_of, read_json, read_wav, require_key)
 
 __all__ = ["CLIP_CONVENTIONS", "SPLITS", "clip_range", "count_clips", "frame_time",
            "read_camera_path", "load"]
@@ -118,9 +118,10 @@ def _scene_dir(root, scene) -> tuple[pathlib.Path, str]:
         d = pathlib.Path(scene)
         return d, d.name
     scene = str(scene)
+    looks_like_path = root is None or "/" in scene or os.sep in scene
     if root is not None and (pathlib.Path(root) / scene).is_dir():
         return pathlib.Path(root) / scene, scene
-    if pathlib.Path(scene).is_dir():
+    if looks_like_path and pathlib.Path(scene).is_dir():
         return pathlib.Path(scene), pathlib.Path(scene).name
     where = pathlib.Path(root) / scene if root is not None else pathlib.Path(scene)
     raise DataError(where, "missing scene folder")
@@ -172,7 +173,7 @@ def load(root: os.PathLike | str | None, scene: int | str | os.PathLike, split: 
     binaural = read_wav(bin_path, channels=2, sample_rate=sr, resample_audio=resample)
     source = read_wav(src_path, channels=1, sample_rate=sr, resample_audio=resample)[0]
     n_samples = min(binaural.shape[1], source.shape[0])
-    if abs(binaural.shape[1] - source.shape[0]) > max(1, sr // 100):
+    if abs(binaural.shape[1] - source.shape[0]) > sr:   # > 1 s: not the same recording
         raise DataError(src_path, f"not synchronised with {bin_path.name}: "
                                   f"{source.shape[0]} vs {binaural.shape[1]} samples")
 
@@ -184,15 +185,13 @@ def load(root: os.PathLike | str | None, scene: int | str | os.PathLike, split: 
         check_audio_covers(times, n_samples, sr, bin_path, poses_path=jpath)
         per_split[s] = (jpath, files, times, poses)
 
-    norm = 1.0
-    if normalize:
-        best = 0.0
-        for s in SPLITS:
-            for t in per_split[s][2]:
-                rng = clip_range(float(t), n_samples, sr, clip)
-                if rng is not None:
-                    best = max(best, float(clip_rms(_cut(binaural, rng, sr)[None])[0]))
-        norm = best if best > 0 else 1.0
+    all_clips = []
+    for s in SPLITS:
+        for t in per_split[s][2]:
+            rng = clip_range(float(t), n_samples, sr, clip)
+            if rng is not None:
+                all_clips.append(_cut(binaural, rng, sr))
+    norm = norm_factor_of([np.stack(all_clips)] if all_clips else [], normalize)
 
     jpath, files, times, poses = per_split[split]
     b_clips, s_clips, keep = [], [], []

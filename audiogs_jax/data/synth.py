@@ -15,7 +15,17 @@ the image-source method (``room.image_source_model()``) which gives every image
 source's position and its wall damping (the product of the amplitude reflection
 coefficients of the walls it bounced on, per octave band for named materials).
 The image sources do not depend on the listener, so they are computed once per
-scene. Images that cannot arrive within ``ir_seconds`` are dropped.
+scene. The IRs are ``ir_seconds`` long (default RT60 + 50 ms) and the image
+order is what fills them; images that cannot arrive in time are dropped. The
+image count grows as ``ir_seconds ** 3``: without ray tracing the default IR is
+capped at what ~1e6 images cover (0.8 s in a 6 x 5 x 3 m room; a warning says
+so, and an RT60 whose -40 dB point lies beyond that is refused: use ray tracing).
+Uniform walls from an RT60 are then calibrated: Sabine's formula assumes a
+diffuse field, and the image-source decay of a shoebox is slower (axial and
+tangential paths meet the walls less often; T30 0.62 s for a 0.5 s request in a
+6 x 5 x 3 m room), so the absorption is refined (:func:`calibrate_absorption`) until
+the T30 measured on the omni IR at the listeners' mean position is within 2% of
+the request. ``scene_meta.json`` records both absorptions and the measured RT60.
 
 Ears. The head centre ``c`` has a rotation ``R`` (head-to-world, columns right,
 up, backward); the ears sit at ``c - a * right`` (left, channel 0) and
@@ -96,6 +106,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -112,6 +123,9 @@ __all__ = [
     "head_pose",
     "make_trajectory",
     "make_yaws",
+    "sabine_rt60",
+    "sabine_rt60_bands",
+    "ism_seconds_budget",
     "build_room",
     "image_sources",
     "ear_positions",
@@ -136,6 +150,8 @@ _BINAURAL_PEAK = 0.99
 _WALL_MARGIN = 0.5
 _SOURCE_MARGIN = 0.5
 _HEAD_HEIGHT = 1.5
+_MAX_IMAGES = 1_000_000    # image-source budget of a scene without ray tracing
+_MAX_IR_SECONDS = 2.0
 
 
 # ============================================================================ poses
@@ -366,6 +382,38 @@ def _order_for(rt60: float, room_dim: Sequence[float], c: float) -> int:
     return max(1, int(math.ceil(c * rt60 / min(radii) - 1)))
 
 
+def sabine_rt60(room_dim: Sequence[float], *, rt60: float | None = None,
+                materials: Any = None) -> float:
+    """How long the room rings, by Sabine's formula: ``rt60`` itself when the walls
+    come from it, else the LONGEST octave-band Sabine RT60 of the named materials
+    (that band sets how long the IRs must be)."""
+    if materials is None:
+        return float(rt60)
+    return float(max(sabine_rt60_bands(room_dim, materials)))
+
+
+def sabine_rt60_bands(room_dim: Sequence[float], materials: Any) -> list[float]:
+    """Sabine RT60 per octave band ([1] for broadband materials)."""
+    import pyroomacoustics as pra
+
+    probe = pra.ShoeBox([float(v) for v in room_dim], fs=16000,
+                        materials=_materials(materials, pra), max_order=0,
+                        air_absorption=False)
+    absorption = np.sum([w.area() * np.asarray(w.absorption, dtype=np.float64)
+                         for w in probe.walls], axis=0)
+    vol = float(np.prod(np.asarray(room_dim, dtype=np.float64)))
+    return [float(24 * math.log(10) * vol / (SPEED_OF_SOUND * a)) if a > 0 else float("inf")
+            for a in np.atleast_1d(absorption)]
+
+
+def ism_seconds_budget(room_dim: Sequence[float], max_images: int | None = None) -> float:
+    """Longest IR the image-source method covers with about ``max_images`` images
+    (the images within ``c * T`` of the listener: ``4/3 pi (c T)^3 / volume``)."""
+    n = _MAX_IMAGES if max_images is None else max_images
+    vol = float(np.prod(np.asarray(room_dim, dtype=np.float64)))
+    return float((3.0 * vol * n / (4.0 * math.pi)) ** (1.0 / 3.0) / SPEED_OF_SOUND)
+
+
 def build_room(room_dim: Sequence[float], source_pos: Sequence[float], *,
                rt60: float | None = 0.5, materials: Any = None, sample_rate: int = 22050,
                max_order: int | None = None, ray_tracing: bool = False):
@@ -564,15 +612,23 @@ def omni_ir(images: ImageSources, position: Sequence[float], *, sample_rate: int
                        head_radius=0.0, c=c, head_shadow=False)[0]
 
 
-def measure_rt60(ir: np.ndarray, sample_rate: int, decay_db: float = 30.0) -> float:
-    """RT60 from the Schroeder energy decay curve of an impulse response.
+def measure_rt60(ir: np.ndarray, sample_rate: int, decay_db: float = 30.0,
+                 iterations: int = 5) -> float:
+    """RT60 from the Schroeder energy decay curve (EDC) of an impulse response.
 
-    A straight line is least-squares fitted to the EDC (dB) between -5 dB and
-    -(5 + decay_db) dB and extrapolated to -60 dB (T30 by default).
+    A straight line is least-squares fitted to the EDC (dB) from -5 dB down to
+    -(5 + decay_db) dB and extrapolated to -60 dB (T30 by default; T20 or T10 when
+    the IR does not decay that far, nan when not even 15 dB). The IR is
+    finite, so the EDC of a truncated IR bends down near its end; the energy
+    missing after the end is estimated from the fitted line (the EDC it predicts
+    at the end) and added back, a few fixed-point rounds (a simplified Lundeby
+    compensation).
 
     Args:
       ir: [T] impulse response.
       sample_rate: Hz.
+      decay_db: fitting range below -5 dB.
+      iterations: compensation rounds.
     Returns:
       RT60 in seconds (nan if the decay never reaches the fitting range).
     """
@@ -582,15 +638,33 @@ def measure_rt60(ir: np.ndarray, sample_rate: int, decay_db: float = 30.0) -> fl
     edc = np.cumsum(e[::-1])[::-1]
     if edc[0] <= 0:
         return float("nan")
-    edc_db = 10 * np.log10(np.maximum(edc / edc[0], 1e-300))
-    i0 = int(np.argmax(edc_db <= -5.0))
-    below = edc_db <= -(5.0 + decay_db)
-    if not below.any() or edc_db[i0] > -5.0:
-        return float("nan")
-    i1 = int(np.argmax(below))
-    t = np.arange(i0, i1 + 1) / sample_rate
-    slope, _ = np.polyfit(t, edc_db[i0:i1 + 1], 1)
-    return float(-60.0 / slope) if slope < 0 else float("nan")
+    t = np.arange(edc.shape[0]) / sample_rate
+    t_end = edc.shape[0] / sample_rate
+    # Shorter ranges (T20, T10) only when the IR does not reach -(5 + decay_db) dB.
+    for rng_db in [decay_db] + [d for d in (20.0, 10.0) if d < decay_db]:
+        missing, rt60, ok = 0.0, float("nan"), False
+        for _ in range(max(1, iterations)):
+            edc_db = 10 * np.log10(np.maximum((edc + missing) / (edc[0] + missing), 1e-300))
+            below = edc_db <= -(5.0 + rng_db)
+            if not below.any():
+                ok = False
+                break
+            i0 = int(np.argmax(edc_db <= -5.0))
+            i1 = int(np.argmax(below))
+            if i1 - i0 < 8:
+                ok = False
+                break
+            slope, intercept = np.polyfit(t[i0:i1 + 1], edc_db[i0:i1 + 1], 1)
+            if slope >= 0:
+                ok = False
+                break
+            rt60, ok = float(-60.0 / slope), True
+            # Energy after the end, as the fitted EDC predicts it (fraction of the total).
+            frac = min(10 ** ((intercept + slope * t_end) / 10.0), 0.5)
+            missing = frac * edc[0] / (1.0 - frac)
+        if ok:
+            return rt60
+    return float("nan")
 
 
 def calibrate_absorption(images: ImageSources, absorption: float, rt60: float,
@@ -749,6 +823,9 @@ def _jsonable(v: Any) -> Any:
         return {str(k): _jsonable(x) for k, x in v.items()}
     if isinstance(v, os.PathLike):
         return os.fspath(v)
+    if hasattr(v, "energy_absorption"):   # a pyroomacoustics Material
+        return {"energy_absorption": _jsonable(v.energy_absorption),
+                "scattering": _jsonable(getattr(v, "scattering", None))}
     return repr(v)
 
 
@@ -782,8 +859,11 @@ def generate_scene(out_root: os.PathLike | str, *, scene: str = "1",
       seed: seeds everything (trajectory, source position, signal, ray tracer).
       ray_tracing: add a ray-traced late tail (low-order ISM + pyroomacoustics rays).
       val_fraction: fraction of frames in the val split (evenly spread).
-      max_order: image-source order (None: from the RT60).
-      ir_seconds: IR length (None: the room's Sabine RT60 + 50 ms, at most 2 s).
+      max_order: image-source order (None: enough to fill ``ir_seconds``; 3 with
+        ray tracing).
+      ir_seconds: IR length (None: the room's Sabine RT60 + 50 ms, at most 2 s,
+        and without ray tracing at most what ~1e6 image sources cover, with a
+        warning: about 0.8 s in a 6 x 5 x 3 m room).
       progress: show a tqdm bar over frames.
     Returns:
       The scene folder ``out_root/<scene>``.
@@ -829,12 +909,27 @@ def generate_scene(out_root: os.PathLike | str, *, scene: str = "1",
     # Room and image sources.
     if ray_tracing and max_order is None:
         max_order = 3
+    rt60_est = sabine_rt60(room_dim, rt60=rt60, materials=materials)
+    if ir_seconds is None:
+        ir_seconds = min(_MAX_IR_SECONDS, rt60_est + 0.05)
+        budget = ism_seconds_budget(room_dim)
+        if not ray_tracing and max_order is None and ir_seconds > budget:
+            if budget < rt60_est * 2.0 / 3.0:   # the IR would stop above -40 dB
+                raise ValueError(
+                    f"RT60 {rt60_est:.2f} s is too long for the image-source method alone "
+                    f"in this room (about {_MAX_IMAGES} images cover {budget:.2f} s): "
+                    f"use ray_tracing=True, or give ir_seconds (or max_order) explicitly")
+            warnings.warn(f"RT60 {rt60_est:.2f} s needs more than {_MAX_IMAGES} image "
+                          f"sources in this room; the IRs are cut at {budget:.2f} s "
+                          f"(below -40 dB). Use ray_tracing=True for long reverberation.",
+                          stacklevel=2)
+            ir_seconds = budget
+    ir_seconds = float(ir_seconds)
+    if max_order is None:
+        max_order = _order_for(ir_seconds, room_dim, SPEED_OF_SOUND)
     room_obj, info = build_room(room_dim, source, rt60=None if materials is not None else rt60,
                                 materials=materials, sample_rate=sr, max_order=max_order,
                                 ray_tracing=False)
-    if ir_seconds is None:
-        ir_seconds = min(2.0, info["rt60_sabine"] + 0.05)
-    ir_seconds = float(ir_seconds)
     images = image_sources(room_obj, max_distance=SPEED_OF_SOUND * ir_seconds)
     absorption = info["absorption"]
     if materials is None and not ray_tracing:
@@ -905,6 +1000,8 @@ def generate_scene(out_root: os.PathLike | str, *, scene: str = "1",
         "room_dim": room_dim.tolist(),
         "rt60_requested": None if materials is not None else float(rt60),
         "rt60_sabine": info["rt60_sabine"],
+        "rt60_sabine_bands": (None if materials is None else
+                              sabine_rt60_bands(room_dim, materials)),
         "rt60_measured": rt60_measured,
         "rt60_true": rt60_measured,
         "absorption_sabine": info["absorption"],
@@ -949,7 +1046,14 @@ def generate_scene(out_root: os.PathLike | str, *, scene: str = "1",
 
 
 def _cache_key(kwargs: dict) -> str:
-    norm = _jsonable(dict(sorted(kwargs.items())))
+    import inspect
+
+    bound = inspect.signature(generate_scene).bind("<out_root>", **kwargs)
+    bound.apply_defaults()
+    args = dict(bound.arguments)
+    args.pop("out_root")
+    args.pop("progress", None)
+    norm = _jsonable(dict(sorted(args.items())))
     sig = kwargs.get("signal", "speech")
     if os.fspath(sig) not in SIGNALS and os.path.isfile(os.fspath(sig)):
         with open(os.fspath(sig), "rb") as f:
@@ -1008,6 +1112,15 @@ def _floats(n: int):
     return parse
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except None/False ones (the help text says what happens)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m audiogs_jax.data.synth",
@@ -1015,20 +1128,21 @@ def _parser() -> argparse.ArgumentParser:
                     "shadow) and write it in the RWAVS layout: OUT/<scene>/binaural_syn_re.wav, "
                     "source_syn_re.wav, transforms_scale_{train,val}.json, "
                     "transforms_{train,val}.json, scene_meta.json and OUT/position.json.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_HelpFormatter)
     p.add_argument("--out", required=True, help="release root to write into")
     p.add_argument("--scene", default="1", help="scene id (folder name)")
     p.add_argument("--seconds", type=int, default=60,
                    help="number of 1-second frames (audio is seconds + 0.5 s)")
-    p.add_argument("--room", type=_floats(3), default=(6.0, 5.0, 3.0),
+    p.add_argument("--room", type=_floats(3), default="6,5,3",
                    help="room size in metres: X,Y,Z (Z up)")
     p.add_argument("--rt60", type=float, default=0.5,
                    help="target reverberation time in seconds (walls via inverse Sabine)")
     p.add_argument("--materials", default=None,
-                   help="pyroomacoustics material name for all walls (e.g. 'brickwork'), "
-                        "overrides --rt60")
+                   help="pyroomacoustics material name for all walls (e.g. 'brickwork', "
+                        "'curtains_cotton_0.5'); overrides --rt60")
     p.add_argument("--source", type=_floats(3), default=None,
-                   help="source position in metres X,Y,Z (default: random for the seed)")
+                   help="source position in metres X,Y,Z (omitted: random, >= 1 m from "
+                        "the walls, for the seed)")
     p.add_argument("--signal", default="speech",
                    help="source signal: speech | music | noise | path/to/file.wav")
     p.add_argument("--trajectory", default="random_walk",
@@ -1043,18 +1157,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-tracing", action="store_true",
                    help="low-order image sources plus a ray-traced late tail")
     p.add_argument("--max-order", type=int, default=None,
-                   help="image-source order (default: enough for the RT60)")
+                   help="image-source order (omitted: enough to fill the IR; 3 with "
+                        "--ray-tracing)")
     p.add_argument("--val-fraction", type=float, default=0.2,
                    help="fraction of frames in the val split")
     p.add_argument("--ir-seconds", type=float, default=None,
-                   help="impulse response length (default: RT60 + 50 ms)")
+                   help="impulse response length in seconds (omitted: RT60 + 50 ms, "
+                        "capped at 2 s and, without ray tracing, at ~1e6 image sources)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
-    a = _parser().parse_args(argv)
-    return _main(a)
+    """Command-line entry point; bad arguments or input exit with status 2."""
+    parser = _parser()
+    a = parser.parse_args(argv)
+    try:
+        return _main(a)
+    except ValueError as e:   # DataError included
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
 
 
 def _main(a) -> pathlib.Path:

@@ -1,0 +1,66 @@
+"""Losses of method.md ("Losses") on frames-major complex STFTs ``[B, 2, T, F]``.
+
+- ``magnitude_l2``: mean over (batch, ear, frame, bin) of (|P| - |G|)^2.
+- ``log_magnitude_l1``: mean of |log(|P| + eps) - log(|G| + eps)|.
+- ``ipd_loss``: interaural phase difference loss
+  ``sum_{f,t} w(f,t) (1 - cos(IPD_pred - IPD_true))`` per clip, averaged over
+  the batch, with ``w`` the recorded magnitude (mean of the ears) normalised to
+  sum 1 per clip, so silent bins do not dominate. ``cos(a - b)`` is computed as
+  ``Re(z_p conj(z_t)) / (|z_p| |z_t|)`` with ``z = L conj(R)``: no ``angle``,
+  no wrap-around.
+- ``mono_diff_l2`` (Audio 3DGS): L2 on mono (|L| + |R|) and difference
+  (|L| - |R|) magnitudes.
+- ``envelope_l2``: optional waveform envelope loss (the ENV metric as a loss).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["magnitude_l2", "log_magnitude_l1", "ipd_loss", "mono_diff_l2",
+           "envelope_l2", "safe_abs"]
+
+
+def safe_abs(z, eps: float = 1e-12):
+  """|z| with a finite gradient at z = 0."""
+  return jnp.sqrt(jnp.real(z) ** 2 + jnp.imag(z) ** 2 + eps)
+
+
+def magnitude_l2(pred, target):
+  return jnp.mean((safe_abs(pred) - jnp.abs(target)) ** 2)
+
+
+def log_magnitude_l1(pred, target, eps: float = 1e-3):
+  return jnp.mean(jnp.abs(jnp.log(safe_abs(pred) + eps) - jnp.log(jnp.abs(target) + eps)))
+
+
+def ipd_loss(pred, target, eps: float = 1e-8):
+  """pred, target: complex ``[B, 2, T, F]``."""
+  zp = pred[:, 0] * jnp.conj(pred[:, 1])
+  zt = target[:, 0] * jnp.conj(target[:, 1])
+  num = jnp.real(zp * jnp.conj(zt))
+  cos = num / (safe_abs(zp, eps) * safe_abs(zt, eps))
+  w = 0.5 * (jnp.abs(target[:, 0]) + jnp.abs(target[:, 1]))
+  w = w / (jnp.sum(w, axis=(-2, -1), keepdims=True) + eps)
+  return jnp.mean(jnp.sum(w * (1.0 - cos), axis=(-2, -1)))
+
+
+def mono_diff_l2(pred, target):
+  pl, pr = safe_abs(pred[:, 0]), safe_abs(pred[:, 1])
+  tl, tr = jnp.abs(target[:, 0]), jnp.abs(target[:, 1])
+  return jnp.mean(((pl + pr) - (tl + tr)) ** 2) + jnp.mean(((pl - pr) - (tl - tr)) ** 2)
+
+
+def envelope_l2(pred_wave, target_wave):
+  """ENV as a loss on waveforms ``[B, 2, L]`` (analytic signal via FFT)."""
+  def env(x):
+    n = x.shape[-1]
+    spec = jnp.fft.fft(x, axis=-1)
+    h = jnp.zeros(n).at[0].set(1.0)
+    h = h.at[1:(n + 1) // 2].set(2.0)
+    if n % 2 == 0:
+      h = h.at[n // 2].set(1.0)
+    return safe_abs(jnp.fft.ifft(spec * h, axis=-1))
+  d = env(pred_wave) - env(target_wave)
+  return jnp.mean(jnp.sqrt(jnp.mean(d * d, axis=-1) + 1e-12))

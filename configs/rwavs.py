@@ -1,0 +1,28 @@
+"""RWAVS (AV-NeRF) scenes: 22050 Hz, 1-s clips, AV-NeRF clip convention.
+
+    python -m audiogs_jax.train --config configs/rwavs.py \
+        --config.data.root /path/to/release --config.data.scene 1
+"""
+
+import pathlib
+import importlib.util
+
+_spec = importlib.util.spec_from_file_location(
+    "_default", pathlib.Path(__file__).with_name("default.py"))
+_default = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_default)
+
+
+def get_config():
+  c = _default.get_config()
+  c.name = "rwavs"
+  c.workdir = "runs/rwavs"
+  c.data.kind = "rwavs"
+  c.data.root = "data/RWAVS/release"
+  c.data.scene = "1"
+  c.data.clip = "centered"
+  c.data.sample_rate = 22050
+  c.data.clip_seconds = 1.0
+  c.model.metres_per_unit = 0.0      # unknown for RWAVS: learned from 5.0 m/unit
+  c.train.steps = 3000
+  return c
