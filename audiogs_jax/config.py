@@ -63,7 +63,10 @@ def load_config_file(path) -> ml_collections.ConfigDict:
     raise ConfigError(f"{path}: could not be executed: {type(e).__name__}: {e}") from e
   if not hasattr(module, "get_config"):
     raise ConfigError(f"{path}: defines no get_config()")
-  cfg = module.get_config()
+  try:
+    cfg = module.get_config()
+  except Exception as e:  # get_config() itself fails: say which file
+    raise ConfigError(f"{path}: get_config() failed: {type(e).__name__}: {e}") from e
   if not isinstance(cfg, ml_collections.ConfigDict):
     raise ConfigError(f"{path}: get_config() must return an ml_collections.ConfigDict")
   return cfg

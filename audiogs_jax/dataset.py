@@ -47,9 +47,24 @@ def synthetic_scene_dir(config, progress: bool = True) -> pathlib.Path:
       sample_rate=int(config.data.sample_rate), seed=int(s.seed), progress=progress)
 
 
+def _check_split(kind: str, split: str) -> None:
+  """ConfigError (caught by the CLIs) for a split the reader does not have."""
+  if kind in ("synthetic", "rwavs"):
+    from audiogs_jax.data.rwavs import SPLITS as splits
+  elif kind == "replay_nvas":
+    from audiogs_jax.data.replay_nvas import SPLIT_SCENES as splits
+  else:
+    return
+  if split not in splits:
+    from audiogs_jax.config import ConfigError
+    raise ConfigError(f"split {split!r} does not exist for config.data.kind={kind!r} "
+                      f"(splits: {', '.join(splits)})")
+
+
 def load_split(config, split: str, *, progress: bool = True) -> SceneData:
   """Read one split of the config's scene as ``SceneData`` (host numpy)."""
   d = config.data
+  _check_split(d.kind, split)
   if d.kind == "synthetic":
     from audiogs_jax.data import rwavs
     folder = synthetic_scene_dir(config, progress=progress)

@@ -36,7 +36,7 @@ from audiogs_jax import dsp
 from audiogs_jax import fastmath
 from audiogs_jax import geometry
 from audiogs_jax import sh as sh_lib
-from audiogs_jax.gaussians import Gaussians
+from audiogs_jax.gaussians import GaussianGrid, Gaussians
 
 __all__ = ["RenderConfig", "Planes", "to_planes", "prepare", "gains_planes", "gains", "gains_tf",
            "render", "render_tf", "render_waveform", "render_batch", "render_batch_tf",
@@ -124,6 +124,8 @@ def to_planes(g, config: RenderConfig) -> Planes:
   """
   if isinstance(g, Planes):
     return g
+  if isinstance(g, GaussianGrid):
+    return _grid_to_planes(g, config)
   f = config.num_freqs
   n = g.xyz.shape[0]
   if n % f:
@@ -149,6 +151,26 @@ def to_planes(g, config: RenderConfig) -> Planes:
       scale=_metres_per_unit(g, config),
   )
   return planes
+
+
+def _grid_to_planes(g: GaussianGrid, config: RenderConfig) -> Planes:
+  """Planes from the grid layout: elementwise only, no re-layout."""
+  if g.num_freqs != config.num_freqs:
+    raise ValueError(f"grid has {g.num_freqs} frequency bins, config expects "
+                     f"{config.num_freqs} (n_fft={config.n_fft})")
+  degree = g.sh_degree if config.use_sh_directionality else 0
+  coeffs = g.sh[:, :(degree + 1) ** 2]
+  if not config.dual_sh:
+    coeffs = coeffs[:1]
+  rot = None
+  if g.rotation is not None and degree > 0:
+    rot = jnp.moveaxis(geometry.quat_to_rotmat(jnp.moveaxis(g.rotation, 0, -1)),
+                       (-2, -1), (0, 1))
+  return Planes(
+      xyz=g.xyz, coeffs=coeffs,
+      expo=jax.nn.softplus(g.decay) if config.use_attenuation else None,
+      phase=g.phase if config.use_learned_phase else None, rot=rot,
+      scale=_metres_per_unit(g, config))
 
 
 def prepare(g: Gaussians, config: RenderConfig) -> Planes:

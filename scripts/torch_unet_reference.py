@@ -139,15 +139,16 @@ def time_forward(width: int = 64, batch: int = 1, freqs: int = 257, frames: int 
 def check_against_flax(width: int = 4, freqs: int = 37, frames: int = 23) -> float:
   """Max abs difference between the flax UNet and this model on the same weights."""
   import jax
-  from audiogs_jax.models.unet import UNet
+  from audiogs_jax.models.unet import UNet, init_unet
   x = np.random.RandomState(0).randn(2, freqs, frames, 2).astype(np.float32)
   fm = UNet(base_width=width)
-  params = fm.init(jax.random.PRNGKey(0), x)
+  params = init_unet(fm, jax.random.PRNGKey(0))
   # Perturb the GroupNorm affine parameters so that they are exercised too.
   params = jax.tree_util.tree_map_with_path(
       lambda path, a: a + 0.1 * np.random.RandomState(len(path)).randn(*a.shape).astype(
           np.float32), params)
-  y_jax = np.asarray(fm.apply(params, x))
+  y_jax = np.asarray(jax.jit(fm.apply).lower(params, x).compile(
+      {"xla_backend_optimization_level": 0})(params, x))
   tm = TorchUNet(base_width=width).eval()
   load_flax_params(tm, params)
   with torch.no_grad():

@@ -1,5 +1,7 @@
 """sh: real spherical harmonics (3DGS convention) against quadrature, closed forms, scipy."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +9,23 @@ import pytest
 import scipy.special
 
 from audiogs_jax import sh
+
+
+def _fast_compile_options():
+  """XLA options that compile the tests' many small programs several times faster
+  on CPU (no LLVM optimisation passes, the older loop emitters); the programs compute
+  the same float32 arithmetic. Falls back on XLA versions without these options."""
+  for opts in ({"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False},
+               {"xla_backend_optimization_level": 0}):
+    try:
+      jax.jit(lambda x: x + 1.0, compiler_options=opts)(np.float32(1.0))
+      return opts
+    except Exception:  # pylint: disable=broad-except
+      continue
+  return {}
+
+
+_jit = functools.partial(jax.jit, compiler_options=_fast_compile_options())
 
 
 def _sphere_quadrature(n_theta=8, n_phi=16):
@@ -25,12 +44,35 @@ def _sphere_quadrature(n_theta=8, n_phi=16):
   return dirs, w
 
 
-_sh_basis = jax.jit(sh.sh_basis, static_argnums=1)
-_eval_sh = jax.jit(sh.eval_sh)
+def _unit(v):
+  return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
-def _basis_np(dirs, degree=3):
-  return np.asarray(_sh_basis(jnp.asarray(dirs, jnp.float32), degree), np.float64)
+# Every direction the tests use, evaluated in one compiled call per module.
+_RANDOM_DIRS = _unit(np.random.default_rng(0).standard_normal((200, 3)))
+
+
+@_jit
+def _all_bases(dirs):
+  """sh_basis for degrees 0..3 and the degree-3 basis_terms, at dirs [M, 3]."""
+  out = {f"basis{d}": sh.sh_basis(dirs, d) for d in range(4)}
+  out["terms3"] = jnp.stack(sh.basis_terms(dirs[:, 0], dirs[:, 1], dirs[:, 2], 3), -1)
+  return out
+
+
+@functools.lru_cache(maxsize=None)
+def _bases():
+  quad, _ = _sphere_quadrature()
+  axes = np.array(sorted(AXIS_VALUES), np.float64)
+  dirs = np.concatenate([quad, _RANDOM_DIRS, axes])
+  out = jax.tree.map(lambda a: np.asarray(a, np.float64), _all_bases(jnp.asarray(dirs, jnp.float32)))
+  nq, nr = quad.shape[0], _RANDOM_DIRS.shape[0]
+  split = lambda a: {"quad": a[:nq], "random": a[nq:nq + nr], "axes": a[nq + nr:]}
+  return {k: split(v) for k, v in out.items()}
+
+
+def _basis_np(which, degree=3):
+  return _bases()[f"basis{degree}"][which]
 
 
 def test_quadrature_is_exact_on_a_known_integral():
@@ -43,7 +85,7 @@ def test_quadrature_is_exact_on_a_known_integral():
 
 def test_orthonormality_all_16():
   dirs, w = _sphere_quadrature()
-  y = _basis_np(dirs, 3)                                  # [M, 16]
+  y = _basis_np("quad", 3)                                # [M, 16]
   assert y.shape == (dirs.shape[0], 16)
   gram = np.einsum("m,mi,mj->ij", w, y, y)
   np.testing.assert_allclose(gram, np.eye(16), atol=1e-5)
@@ -70,10 +112,7 @@ def _real_sh_scipy(dirs, degree=3):
 
 
 def test_matches_scipy_real_sh_with_3dgs_signs():
-  rng = np.random.default_rng(0)
-  dirs = rng.standard_normal((200, 3))
-  dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-  np.testing.assert_allclose(_basis_np(dirs, 3), _real_sh_scipy(dirs, 3), atol=2e-6)
+  np.testing.assert_allclose(_basis_np("random", 3), _real_sh_scipy(_RANDOM_DIRS, 3), atol=2e-6)
 
 
 C0, C1, C2, C3 = sh.C0, sh.C1, sh.C2, sh.C3
@@ -90,7 +129,7 @@ AXIS_VALUES = {
 
 def test_known_values_on_axes():
   axes = sorted(AXIS_VALUES)
-  y = _basis_np(np.array(axes, np.float64), 3)
+  y = _basis_np("axes", 3)
   for axis, row in zip(axes, y):
     expected = np.zeros(16)
     for k, v in AXIS_VALUES[axis].items():
@@ -106,52 +145,48 @@ def test_constants():
 
 
 def test_degree_zero_is_constant_and_lower_degrees_are_prefixes():
-  rng = np.random.default_rng(1)
-  dirs = rng.standard_normal((200, 3))
-  dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-  full = _basis_np(dirs, 3)
+  full = _basis_np("random", 3)
   np.testing.assert_allclose(full[:, 0], C0, rtol=1e-7)
   for degree in range(4):
-    b = _basis_np(dirs, degree)
+    b = _basis_np("random", degree)
     assert b.shape == (200, (degree + 1) ** 2)
     np.testing.assert_array_equal(b, full[:, :b.shape[1]])
 
 
 def test_basis_terms_match_sh_basis():
-  rng = np.random.default_rng(2)
-  d = rng.standard_normal((4, 5, 3)).astype(np.float32)
-  d /= np.linalg.norm(d, axis=-1, keepdims=True)
-  terms = jax.jit(lambda d: sh.basis_terms(d[..., 0], d[..., 1], d[..., 2], 3))(d)
-  assert len(terms) == 16 and all(t.shape == (4, 5) for t in terms)
-  np.testing.assert_allclose(np.stack([np.asarray(t) for t in terms], -1),
-                             np.asarray(_sh_basis(jnp.asarray(d), 3)), atol=1e-7)
+  np.testing.assert_array_equal(_bases()["terms3"]["random"], _basis_np("random", 3))
+  terms = jax.eval_shape(lambda d: sh.basis_terms(d[..., 0], d[..., 1], d[..., 2], 2),
+                         jax.ShapeDtypeStruct((4, 5, 3), jnp.float32))
+  assert len(terms) == 9 and all(t.shape == (4, 5) for t in terms)
 
 
-@pytest.mark.parametrize("degree", [0, 1, 2, 3])
-def test_eval_sh_is_weighted_sum(degree):
-  k = (degree + 1) ** 2
-  rng = np.random.default_rng(3 + degree)
-  coeffs = rng.standard_normal((6, 7, k)).astype(np.float32)
-  dirs = rng.standard_normal((6, 7, 3)).astype(np.float32)
-  dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
-  got = np.asarray(_eval_sh(jnp.asarray(coeffs), jnp.asarray(dirs)))
-  expected = np.sum(coeffs.astype(np.float64) * _real_sh_scipy(dirs.reshape(-1, 3).astype(np.float64),
-                                                              degree).reshape(6, 7, k), -1)
-  assert got.shape == (6, 7)
-  np.testing.assert_allclose(got, expected, atol=2e-5)
-  # Broadcasting: one coefficient vector for many directions.
-  got_b = np.asarray(_eval_sh(jnp.asarray(coeffs[0, 0]), jnp.asarray(dirs)))
-  np.testing.assert_allclose(got_b, np.sum(coeffs[0, 0] * np.asarray(_sh_basis(jnp.asarray(dirs), degree)), -1),
-                             atol=1e-5)
+@_jit
+def _eval_all(coeffs, dirs):
+  """eval_sh per degree, full [6, 7, K] coefficients and one broadcast [K] vector,
+  and d eval_sh / d coeffs for degree 3."""
+  out = {}
+  for d in range(4):
+    c = coeffs[..., :(d + 1) ** 2]
+    out[f"degree{d}"] = (sh.eval_sh(c, dirs), sh.eval_sh(c[0, 0], dirs))
+  out["grad"] = jax.grad(lambda c: jnp.sum(sh.eval_sh(c, dirs[0, 0])))(coeffs[0, 0])
+  return out
 
 
-def test_eval_sh_grad_is_basis():
-  coeffs = jnp.asarray(np.random.default_rng(9).standard_normal(16), jnp.float32)
-  d = jnp.asarray([0.6, 0.0, 0.8], jnp.float32)
-  basis = np.asarray(_sh_basis(d, 3))
-  np.testing.assert_allclose(float(_eval_sh(coeffs, d)), float(np.dot(np.asarray(coeffs), basis)), rtol=1e-6)
-  g = jax.jit(jax.grad(sh.eval_sh))(coeffs, d)   # d/dcoeffs = the basis itself
-  np.testing.assert_allclose(np.asarray(g), basis, atol=1e-7)
+def test_eval_sh_is_weighted_sum():
+  rng = np.random.default_rng(3)
+  coeffs = rng.standard_normal((6, 7, 16)).astype(np.float32)
+  dirs = _unit(rng.standard_normal((6, 7, 3))).astype(np.float32)
+  out = jax.tree.map(np.asarray, _eval_all(jnp.asarray(coeffs), jnp.asarray(dirs)))
+  ref_basis = _real_sh_scipy(dirs.reshape(-1, 3).astype(np.float64), 3).reshape(6, 7, 16)
+  for d in range(4):
+    k = (d + 1) ** 2
+    full, broadcast = out[f"degree{d}"]
+    assert full.shape == broadcast.shape == (6, 7)
+    np.testing.assert_allclose(full, np.sum(coeffs[..., :k] * ref_basis[..., :k], -1), atol=2e-5)
+    np.testing.assert_allclose(broadcast, np.sum(coeffs[0, 0, :k] * ref_basis[..., :k], -1),
+                               atol=2e-5)
+  # d/dcoeffs of the expansion is the basis itself.
+  np.testing.assert_allclose(out["grad"], ref_basis[0, 0], atol=1e-6)
 
 
 def test_num_coeffs_and_degree_of():
@@ -165,6 +200,6 @@ def test_num_coeffs_and_degree_of():
     with pytest.raises(ValueError):
       sh.degree_of(bad)
   with pytest.raises(ValueError):
-    sh.sh_basis(jnp.zeros((2, 3)), 4)
+    sh.sh_basis(np.zeros((2, 3)), 4)
   with pytest.raises(ValueError):
-    sh.eval_sh(jnp.zeros((2, 5)), jnp.zeros((2, 3)))
+    sh.eval_sh(np.zeros((2, 5)), np.zeros((2, 3)))

@@ -10,19 +10,21 @@ import numpy as np
 import pytest
 
 from audiogs_jax.models import unet as unet_lib
-from audiogs_jax.models.unet import UNet
+from audiogs_jax.models.unet import UNet, init_unet
 
 WIDTH = 4
+# Compile the tiny test networks without XLA's backend optimisations: half the
+# compile time, and speed does not matter here.
+_FAST_COMPILE = {"xla_backend_optimization_level": 0}
+
+
+def _run(fn, *args):
+  """``jax.jit(fn)(*args)``, compiled with ``_FAST_COMPILE``."""
+  return jax.jit(fn).lower(*args).compile(_FAST_COMPILE)(*args)
 
 
 def _x(shape, seed=0):
   return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32)
-
-
-@pytest.fixture(scope="module")
-def params():
-  # Parameters do not depend on the image size.
-  return UNet(base_width=WIDTH).init(jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 2)))
 
 
 def _equations(jaxpr, out=None):
@@ -39,13 +41,35 @@ def _equations(jaxpr, out=None):
   return out
 
 
-@pytest.mark.parametrize("hw", [(257, 173), (129, 87), (16, 16), (5, 3)])
+@pytest.fixture(scope="module")
+def params():
+  # Parameters do not depend on the image size.
+  return init_unet(UNet(base_width=WIDTH), jax.random.PRNGKey(0))
+
+
+@pytest.mark.parametrize("hw", [(257, 173), (129, 87), (16, 16)])
 def test_output_shape_equals_input_shape(params, hw):
   x = _x((2,) + hw + (2,))
-  y = jax.jit(UNet(base_width=WIDTH).apply)(params, x)
+  y = _run(UNet(base_width=WIDTH).apply, params, x)
   assert y.shape == (2,) + hw + (2,)
   assert y.dtype == jnp.float32
   assert np.all(np.isfinite(np.asarray(y)))
+
+
+def test_skip_shapes_match_exactly(params):
+  """Intermediate activations: every level halves the padded grid exactly
+  (257 x 173 -> 272 x 176 -> ... -> 17 x 11), and each upsampled map has its
+  skip's shape."""
+  x = _x((1, 257, 173, 2))
+  y, state = _run(lambda p, x: UNet(base_width=WIDTH).apply(p, x, capture_intermediates=True),
+                  params, x)
+  assert y.shape == x.shape
+  inter = state["intermediates"]
+  for i in range(5):
+    shape = inter[f"enc_{i}"]["__call__"][0].shape
+    assert shape == (1, 272 // 2 ** i, 176 // 2 ** i, WIDTH * 2 ** i), (i, shape)
+  for i in range(4):
+    assert inter[f"up_{i}"]["__call__"][0].shape == inter[f"enc_{i}"]["__call__"][0].shape
 
 
 def test_padded_size():
@@ -71,63 +95,71 @@ def test_no_resize_gather_or_dilated_conv(params):
     assert tuple(e.params["window_strides"]) == (1, 1)
 
 
-def test_skip_shapes_match_exactly(params):
-  """Intermediate activations: every level halves the padded grid exactly."""
-  x = _x((1, 257, 173, 2))
-  _, state = UNet(base_width=WIDTH).apply(params, x, capture_intermediates=True)
-  inter = state["intermediates"]
-  for i in range(5):
-    shape = inter[f"enc_{i}"]["__call__"][0].shape
-    assert shape == (1, 272 // 2 ** i, 176 // 2 ** i, WIDTH * 2 ** i), (i, shape)
-  for i in range(4):
-    assert inter[f"up_{i}"]["__call__"][0].shape == inter[f"enc_{i}"]["__call__"][0].shape
+def test_init_unet_distributions():
+  p = init_unet(UNet(base_width=8), jax.random.PRNGKey(3))["params"]
+  k = np.asarray(p["enc_1"]["conv_0"]["kernel"])              # [3, 3, 8, 16]
+  assert k.shape == (3, 3, 8, 16)
+  assert abs(k.std() * np.sqrt(3 * 3 * 8) - 1.0) < 0.15
+  assert np.abs(k).max() <= 2.0 / np.sqrt(72) / 0.8796 + 1e-6
+  up = np.asarray(p["up_0"]["kernel"])                        # [16, 2, 2, 8], fan_in 16
+  assert abs(up.std() * 4.0 - 1.0) < 0.2
+  assert np.all(np.asarray(p["enc_0"]["norm_0"]["scale"]) == 1.0)
+  assert np.all(np.asarray(p["head"]["bias"]) == 0.0)
+  again = init_unet(UNet(base_width=8), jax.random.PRNGKey(3))["params"]
+  np.testing.assert_array_equal(k, again["enc_1"]["conv_0"]["kernel"])
+  other = init_unet(UNet(base_width=8), jax.random.PRNGKey(4))["params"]
+  assert not np.allclose(k, other["enc_1"]["conv_0"]["kernel"])
 
 
 def test_group_norm_matches_flax():
   x = _x((2, 6, 5, 8)) * 3.0 + 1.0
-  ours = unet_lib.GroupNorm(num_groups=4)
-  p = ours.init(jax.random.PRNGKey(0), x)
-  p = jax.tree_util.tree_map(lambda a: a + _x(a.shape, 1), p)
+  p = {"params": {"scale": 1.0 + _x((8,), 1), "bias": _x((8,), 2)}}
+  ours = _run(unet_lib.GroupNorm(num_groups=4).apply, p, x)
   ref = nn.GroupNorm(num_groups=4, epsilon=1e-5).apply(p, x)
-  np.testing.assert_allclose(ours.apply(p, x), ref, atol=2e-5)
+  np.testing.assert_allclose(ours, ref, atol=2e-5)
 
 
 def test_upconv_is_transposed_conv():
   x = _x((2, 3, 5, 4))
-  up = unet_lib._UpConv2x2(6)
-  p = up.init(jax.random.PRNGKey(0), x)
+  p = {"params": {"kernel": _x((4, 2, 2, 6), 1), "bias": _x((6,), 2)}}
   k = jnp.transpose(p["params"]["kernel"], (1, 2, 0, 3))[::-1, ::-1]   # flax flips
   ref = nn.ConvTranspose(6, (2, 2), strides=(2, 2), padding="VALID").apply(
-      {"params": {"kernel": k, "bias": p["params"]["bias"] + 0.5}}, x)
-  p = {"params": {"kernel": p["params"]["kernel"], "bias": p["params"]["bias"] + 0.5}}
-  np.testing.assert_allclose(up.apply(p, x), ref, atol=1e-5)
+      {"params": {"kernel": k, "bias": p["params"]["bias"]}}, x)
+  np.testing.assert_allclose(_run(unet_lib._UpConv2x2(6).apply, p, x), ref, atol=1e-5)
 
 
-def test_bfloat16_compute_keeps_float32_params_and_output(params):
-  x = _x((1, 33, 19, 2))
-  m16 = UNet(base_width=WIDTH, dtype=jnp.bfloat16)
-  p16 = m16.init(jax.random.PRNGKey(0), x)
-  assert all(a.dtype == jnp.float32 for a in jax.tree_util.tree_leaves(p16))
-  y16 = m16.apply(params, x)
-  y32 = UNet(base_width=WIDTH).apply(params, x)
+def test_bfloat16_compute_keeps_float32_params_and_output():
+  # 2 levels on 32 x 24: an 8 x 6 bottleneck (a 1 x 1 one makes GroupNorm
+  # amplify rounding).
+  x = _x((1, 32, 24, 2))
+  m16 = UNet(base_width=WIDTH, levels=2, dtype=jnp.bfloat16)
+  p = init_unet(m16, jax.random.PRNGKey(1))
+  assert all(a.dtype == jnp.float32 for a in jax.tree_util.tree_leaves(p))
+  y16 = _run(m16.apply, p, x)
+  y32 = _run(UNet(base_width=WIDTH, levels=2).apply, p, x)
   assert y16.dtype == jnp.float32
-  np.testing.assert_allclose(y16, y32, atol=0.1 * float(jnp.max(jnp.abs(y32))) + 0.05)
+  err = np.abs(np.asarray(y16) - np.asarray(y32))
+  assert err.mean() < 0.1 * np.abs(np.asarray(y32)).mean()
+  assert err.max() < 0.1 * np.abs(np.asarray(y32)).max()
 
 
-def test_pad_modes_and_norm_none(params):
-  x = _x((1, 21, 13, 2))
-  outs = {mode: UNet(base_width=WIDTH, pad_mode=mode).apply(params, x)
-          for mode in ("reflect", "constant", "edge")}
-  assert all(o.shape == (1, 21, 13, 2) for o in outs.values())
+def test_pad_modes_and_norm_none():
+  """2 levels, 2 x 3 pads to 4 x 4: reflect padding as wide as the image works."""
+  x = _x((1, 2, 3, 2))
+  p = init_unet(UNet(base_width=WIDTH, levels=2), jax.random.PRNGKey(2))
+  outs = {mode: _run(UNet(base_width=WIDTH, levels=2, pad_mode=mode).apply, p, x)
+          for mode in ("reflect", "constant")}
+  assert all(o.shape == (1, 2, 3, 2) for o in outs.values())
   assert not np.allclose(outs["reflect"], outs["constant"])
-  bare = UNet(base_width=WIDTH, norm="none")
-  pb = bare.init(jax.random.PRNGKey(0), x)
-  assert bare.apply(pb, x).shape == (1, 21, 13, 2)
+  bare = UNet(base_width=WIDTH, levels=2, norm="none")
+  assert _run(bare.apply, init_unet(bare, jax.random.PRNGKey(0)), x).shape == (1, 2, 3, 2)
   with pytest.raises(ValueError):
-    UNet(base_width=WIDTH, pad_mode="wrap").apply(params, x)
+    UNet(base_width=WIDTH, pad_mode="wrap").apply(p, x)
 
 
 def test_matches_pytorch_reference():
+  """The PyTorch network of scripts/torch_unet_reference.py (timed by the
+  benchmark) computes the same function on the same weights."""
   pytest.importorskip("torch")
   path = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "torch_unet_reference.py"
   spec = importlib.util.spec_from_file_location("torch_unet_reference", path)

@@ -53,7 +53,7 @@ import jax.numpy as jnp
 from audiogs_jax import geometry
 from audiogs_jax import sh as sh_lib
 from audiogs_jax.gaussians import Gaussians, init_gaussians
-from audiogs_jax.models.unet import UNet
+from audiogs_jax.models.unet import UNet, init_unet
 
 __all__ = ["Audio3DGSConfig", "Audio3DGSParams", "unet_module", "init_params",
            "feature_maps", "render_masks", "render_magnitudes", "render", "render_batch",
@@ -140,8 +140,7 @@ def init_params(key: jax.Array, num_freqs: int, num_frames: int, *,
   if unet_width is not None and unet_width != config.unet_width:
     raise ValueError(f"unet_width={unet_width} differs from config.unet_width="
                      f"{config.unet_width}; set it in the config")
-  k_pts, k_net = jax.random.split(key)
-  points = init_gaussians(k_pts, num_freqs, num_frames, sh_degree=SH_DEGREE,
+  points = init_gaussians(key, num_freqs, num_frames, sh_degree=SH_DEGREE,
                           center=center, spread=spread, dual=False, learn_phase=False,
                           with_rotation=True, init_gain=1.0, activation="relu")
   if source_mag is not None:
@@ -149,10 +148,9 @@ def init_params(key: jax.Array, num_freqs: int, num_frames: int, *,
     chex.assert_shape(source_mag, (num_freqs, num_frames))
     points = points.replace(
         sh=points.sh.at[0, :, 0].set(source_mag.reshape(-1) / sh_lib.C0))
-  # The U-Net's parameters do not depend on the image size: initialise on the
-  # smallest image it accepts.
-  side = 2 ** config.unet_levels
-  unet = unet_module(config).init(k_net, jnp.zeros((1, side, side, 2), jnp.float32))
+  # numpy-drawn from the key's bits (a different stream from the positions'
+  # threefry draw); see unet.init_unet.
+  unet = init_unet(unet_module(config), key, in_channels=2)
   return Audio3DGSParams(points=points, unet=unet)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from audiogs_jax import losses
 from audiogs_jax import render as render_lib
-from audiogs_jax.gaussians import Gaussians, init_gaussians
+from audiogs_jax.gaussians import GaussianGrid, from_grid, init_gaussians, to_grid
 from audiogs_jax.models import RenderModel, SceneInfo, register
 
 DEFAULT_METRES_PER_UNIT = 5.0
@@ -37,18 +37,20 @@ def metres_per_unit(scene: SceneInfo, config) -> float:
   return DEFAULT_METRES_PER_UNIT
 
 
-def init(key, scene: SceneInfo, config) -> Gaussians:
+def init(key, scene: SceneInfo, config) -> GaussianGrid:
+  """Initial parameters in the grid layout (see ``gaussians.GaussianGrid``)."""
   m = config.model
   mpu = metres_per_unit(scene, config)
-  return init_gaussians(
+  g = init_gaussians(
       key, scene.num_freqs, scene.num_frames, sh_degree=int(m.sh_degree),
       center=scene.center, spread=float(m.init_spread), dual=bool(m.dual_sh),
       learn_phase=bool(m.use_learned_phase),
       log_scale=float(np.log(mpu)) if m.learn_scale else None,
       init_gain=float(m.init_gain), activation=str(m.activation))
+  return to_grid(g, scene.num_freqs)
 
 
-def render(params: Gaussians, poses, source_tf, config):
+def render(params: GaussianGrid, poses, source_tf, config):
   return render_lib.render_batch_tf(params, poses, source_tf, render_config(config))
 
 
@@ -66,21 +68,22 @@ def loss(params, pred_tf, target_tf, source_tf, config):
   return total, parts
 
 
-def labels(params: Gaussians):
-  return Gaussians(
+def labels(params: GaussianGrid):
+  return GaussianGrid(
       xyz="xyz", sh="sh", decay="decay",
       phase=None if params.phase is None else "phase",
       rotation=None if params.rotation is None else "rotation",
       log_scale=None if params.log_scale is None else "log_scale")
 
 
-def positions(params: Gaussians):
-  return params.xyz
+def positions(params: GaussianGrid):
+  """``[N, 3]`` positions, index f * T + t."""
+  return from_grid(params).xyz
 
 
-def energy(params: Gaussians):
-  """Degree-0 gain per Gaussian, averaged over ears (a plot's colour)."""
-  return jnp.mean(jnp.abs(params.sh[..., 0]), axis=0)
+def energy(params: GaussianGrid):
+  """Degree-0 gain per Gaussian ``[N]``, averaged over ears (a plot's colour)."""
+  return jnp.mean(jnp.abs(from_grid(params).sh[..., 0]), axis=0)
 
 
 register(RenderModel(name="audiogs", init=init, render=render, loss=loss,

@@ -1,0 +1,277 @@
+"""End-to-end training: outputs of a smoke run, loss decrease, resume (in-process,
+after SIGTERM, after SIGKILL, past a half-written checkpoint), CLI errors, --help."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from audiogs_jax import checkpoint as ckpt_lib
+from audiogs_jax import config as config_lib
+from audiogs_jax import dataset
+from audiogs_jax import train
+from audiogs_jax.models import get_model
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _restore_state(workdir, step=None):
+  """The full ``TrainState`` (params, optimiser state, RNG, step) of a workdir."""
+  config = config_lib.load_saved_config(pathlib.Path(workdir) / "config.json")
+  ck = ckpt_lib.Checkpointer(workdir, keep=int(config.train.keep), async_save=False)
+  try:
+    meta = ck.restore_meta()
+    info = train.scene_info_from_meta(meta)
+    template, _ = train.create_train_state(config, info, jax.random.PRNGKey(0))
+    state, meta = ck.restore(template, step)
+  finally:
+    ck.close()
+  return state, meta
+
+
+def _assert_states_equal(a, b):
+  la, ta = jax.tree.flatten_with_path(a)
+  lb, tb = jax.tree.flatten_with_path(b)
+  assert ta == tb
+  assert len(la) > 5
+  for (path, x), (_, y) in zip(la, lb):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y),
+                                  err_msg=jax.tree_util.keystr(path))
+
+
+def _complete_steps(workdir) -> list:
+  d = pathlib.Path(workdir) / "checkpoints"
+  if not d.is_dir():
+    return []
+  return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit())
+
+
+# ----------------------------------------------------------------------------- outputs
+
+def test_smoke_run_writes_logs_checkpoints_and_config(trained_workdir, smoke):
+  wd = trained_workdir
+  saved = config_lib.load_saved_config(wd / "config.json")
+  assert saved.train.steps == smoke.steps
+  assert saved.data.root == str(smoke.data_root)
+  # The scene went to the configured cache, not ~/.cache.
+  assert any(smoke.data_root.iterdir())
+
+  assert smoke.steps in _complete_steps(wd)
+  state, meta = _restore_state(wd)
+  assert int(state.step) == smoke.steps == meta["step"]
+  assert meta["norm_factor"] > 0 and float(state.norm_factor) == pytest.approx(
+      meta["norm_factor"])
+  # Validation ran (eval_every) and kept a best checkpoint.
+  assert ckpt_lib.Checkpointer(wd, async_save=False).latest_step("best") in (
+      smoke.ckpt_every, smoke.steps)
+
+  recs = [json.loads(line) for line in (wd / "metrics.jsonl").read_text().splitlines()]
+  train_recs = [r for r in recs if r["split"] == "train"]
+  val_recs = [r for r in recs if r["split"] == "val"]
+  assert [r["step"] for r in train_recs] == list(range(4, smoke.steps + 1, 4))
+  for r in train_recs:
+    for k in ("loss", "grad_norm", "mag", "ipd", "steps_per_s"):
+      assert np.isfinite(r[k]), (k, r)
+  assert [r["step"] for r in val_recs] == [smoke.ckpt_every, smoke.steps]
+  for r in val_recs:
+    assert set(r) >= {"mag_avnerf", "mag_avcloud", "env", "lre"}
+    assert all(np.isfinite(r[k]) for k in ("mag_avnerf", "mag_avcloud", "env", "lre"))
+
+
+def _tfrecords(path: pathlib.Path):
+  """Payloads of a TFRecord file (the TensorBoard event file format)."""
+  data = path.read_bytes()
+  i = 0
+  while i < len(data):
+    (n,) = struct.unpack("<Q", data[i:i + 8])
+    yield data[i + 12:i + 12 + n]
+    i += 12 + n + 4
+  assert i == len(data), "truncated event file"
+
+
+def test_tensorboard_event_file_holds_scalars(trained_workdir, smoke):
+  from tensorboardX.proto import event_pb2
+  files = list((trained_workdir / "tb").glob("events.out.tfevents.*"))
+  assert len(files) == 1
+  tags = {}
+  for rec in _tfrecords(files[0]):
+    ev = event_pb2.Event.FromString(rec)
+    for v in ev.summary.value:
+      tags.setdefault(v.tag, []).append((ev.step, v.simple_value))
+  assert [s for s, _ in tags["train/loss"]] == list(range(4, smoke.steps + 1, 4))
+  assert "val/mag_avnerf" in tags and "train/grad_norm" in tags
+
+
+def test_training_reduces_the_loss(trained_workdir, smoke):
+  """Loss on every training clip: initial parameters (same seed) vs trained."""
+  config = config_lib.load_saved_config(trained_workdir / "config.json")
+  scene = dataset.load_split(config, "train", progress=False)
+  data = dataset.to_device(scene, config)
+  info = train.scene_info_of(scene, config)
+  init, _ = train.create_train_state(config, info, jax.random.PRNGKey(int(config.seed)))
+  trained, _ = _restore_state(trained_workdir)
+  model = get_model(config.model.name)
+
+  @jax.jit
+  def full_loss(params):
+    pred = model.render(params, data.poses, data.source_tf, config)
+    return model.loss(params, pred, data.target_tf, data.source_tf, config)[0]
+
+  before, after = float(full_loss(init.params)), float(full_loss(trained.params))
+  assert np.isfinite(before) and np.isfinite(after)
+  assert after < 0.8 * before, (before, after)
+  # The logged (per-batch) losses go down too: late mean below the early mean.
+  recs = [json.loads(l) for l in (trained_workdir / "metrics.jsonl").read_text().splitlines()]
+  losses = [r["loss"] for r in recs if r["split"] == "train"]
+  half = len(losses) // 2
+  assert np.mean(losses[half:]) < np.mean(losses[:half]), losses
+
+
+# ----------------------------------------------------------------------------- resume
+
+def test_resume_after_sigterm_matches_uninterrupted_run(trained_workdir, smoke, tmp_path,
+                                                        monkeypatch):
+  """2N steps in one go (the session's run) == N steps, SIGTERM, restart, N more."""
+  n = smoke.ckpt_every
+  assert smoke.steps == 2 * n
+  config = smoke.config()
+  wd = tmp_path / "resumed"
+  orig_save = ckpt_lib.Checkpointer.save
+
+  def save_then_preempt(self, step, state, meta, **kw):
+    orig_save(self, step, state, meta, **kw)
+    if step == n and not kw.get("best"):
+      handler = signal.getsignal(signal.SIGTERM)
+      assert callable(handler), "train_and_evaluate installed no SIGTERM handler"
+      signal.raise_signal(signal.SIGTERM)
+
+  monkeypatch.setattr(ckpt_lib.Checkpointer, "save", save_then_preempt)
+  with pytest.raises(SystemExit) as e:
+    train.train_and_evaluate(config, wd, evaluate_at_end=False, progress=False)
+  assert e.value.code == 130
+  assert _complete_steps(wd) == [n]
+  monkeypatch.setattr(ckpt_lib.Checkpointer, "save", orig_save)
+
+  final = train.train_and_evaluate(smoke.config(), wd, evaluate_at_end=False,
+                                   progress=False)
+  assert int(final.step) == 2 * n
+  resumed, _ = _restore_state(wd)
+  reference, _ = _restore_state(trained_workdir)
+  _assert_states_equal(resumed, reference)
+  _assert_states_equal(jax.device_get(final), reference)
+  # Logged steps continue where the first process stopped.
+  steps = [json.loads(l)["step"] for l in (wd / "metrics.jsonl").read_text().splitlines()
+           if json.loads(l)["split"] == "train"]
+  assert steps == list(range(4, 2 * n + 1, 4))
+
+
+def test_sigkill_then_restart_resumes_from_last_complete_checkpoint(
+    trained_workdir, smoke, tmp_path, subprocess_env):
+  """SIGKILL while training, plus a half-written (orbax temporary) checkpoint left
+  behind as by a crash during a save: the restart ignores it, resumes from the
+  last complete checkpoint and ends with the same state as an uninterrupted run."""
+  wd = tmp_path / "killed"
+  cmd = [sys.executable, "-m", "audiogs_jax.train", "--config", smoke.config_path,
+         "--workdir", str(wd), "--no-eval", "--no-progress",
+         *smoke.overrides(train__checkpoint_every=1, train__eval_every=0)]
+  log1 = open(tmp_path / "run1.log", "w")
+  proc = subprocess.Popen(cmd, cwd=str(REPO), env=subprocess_env, stdout=log1,
+                          stderr=subprocess.STDOUT)
+  try:
+    deadline = time.monotonic() + 400
+    while not _complete_steps(wd):
+      assert proc.poll() is None, (tmp_path / "run1.log").read_text()[-3000:]
+      assert time.monotonic() < deadline, "no checkpoint appeared"
+      time.sleep(0.02)
+    assert proc.poll() is None, "training finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
+    log1.close()
+  done = _complete_steps(wd)
+  last = max(done)
+  assert last < smoke.steps
+
+  # A crash in the middle of saving the next step: orbax's temporary folder,
+  # half written (no commit marker, no manifest), plus an older-style one.
+  ckdir = wd / "checkpoints"
+  partial = ckdir / f"{last + 1}.orbax-checkpoint-tmp"
+  shutil.copytree(ckdir / str(last), partial)
+  for f in partial.rglob("*"):
+    if f.is_file() and f.name in ("commit_success.txt", "manifest.ocdbt", "_METADATA"):
+      f.unlink()
+  stale = ckdir / f"{last + 2}.orbax-checkpoint-tmp-1700000000"
+  (stale / "state").mkdir(parents=True)
+  (stale / "state" / "_METADATA").write_text("{truncated")
+
+  run2 = subprocess.run(cmd, cwd=str(REPO), env=subprocess_env, capture_output=True,
+                        text=True, timeout=500)
+  assert run2.returncode == 0, run2.stderr[-3000:]
+  assert f"resuming from {wd}/checkpoints/{last}" in run2.stderr
+  assert smoke.steps in _complete_steps(wd)
+  state, meta = _restore_state(wd)
+  assert int(state.step) == meta["step"] == smoke.steps
+  reference, _ = _restore_state(trained_workdir)
+  _assert_states_equal(state, reference)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def test_unknown_override_is_a_clear_error(capsys, tmp_path):
+  with pytest.raises(SystemExit) as e:
+    train.main(["--config", "configs/smoke.py", "--workdir", str(tmp_path / "w"),
+                "--config.train.stepz=3"])
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert "stepz" in err and "config.train" in err
+  assert "steps" in err  # the fields that do exist are listed
+  assert "Traceback" not in err
+  assert not (tmp_path / "w").exists()
+
+
+def test_missing_config_file_is_a_clear_error(capsys, tmp_path):
+  with pytest.raises(SystemExit) as e:
+    train.main(["--config", str(tmp_path / "nope.py"), "--workdir", str(tmp_path / "w")])
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert "nope.py" in err and "not found" in err
+
+
+def test_bad_override_value_is_a_clear_error(capsys, tmp_path):
+  with pytest.raises(SystemExit) as e:
+    train.main(["--config", "configs/smoke.py", "--workdir", str(tmp_path / "w"),
+                "--config.data.normalize=maybe"])
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert "config.data.normalize" in err and "maybe" in err
+
+
+def test_resume_reads_the_saved_config(trained_workdir, smoke, tmp_path):
+  """Without --config, a workdir's own config.json is used (its steps, root...)."""
+  args = train._parser().parse_args(["--workdir", str(trained_workdir)])
+  cfg = train.resolve_config(args, {"train.log_every": "2"})
+  assert cfg.train.steps == smoke.steps
+  assert cfg.data.root == str(smoke.data_root)
+  assert cfg.train.log_every == 2
+
+
+def test_help(help_outputs):
+  r = help_outputs["train"]
+  assert r.returncode == 0, r.stderr
+  for opt in ("--config", "--workdir", "--no-eval", "--config.train.steps"):
+    assert opt in r.stdout
