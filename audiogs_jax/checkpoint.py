@@ -76,8 +76,15 @@ class Checkpointer:
           f"{mgr.directory}: no {which} checkpoint (train first: "
           f"python -m audiogs_jax.train --workdir {self.workdir})")
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-    out = mgr.restore(int(step), args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    try:
+      out = mgr.restore(int(step), args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    except (ValueError, KeyError, TypeError) as e:
+      # Saved by another version of the code or with a different model config:
+      # say which checkpoint, not a traceback from deep inside orbax.
+      raise CheckpointError(
+          f"{mgr.directory / str(step)}: does not match the model of the current "
+          f"code and config ({type(e).__name__}: {e})") from e
     return out.state, out.meta
 
   def restore_meta(self, which: str = "latest") -> dict:

@@ -64,6 +64,15 @@ def load_trained(workdir, which: str = "latest"):
   return config, get_model(config.model.name), state.params, meta
 
 
+def _file_stem(clip_id: str) -> str:
+  """A clip id as part of a file name: "frames/00005.png" -> "frames_00005"."""
+  stem = clip_id.replace("/", "_")
+  for ext in (".png", ".jpg", ".jpeg", ".wav"):
+    if stem.lower().endswith(ext):
+      return stem[:-len(ext)]
+  return stem
+
+
 def _write_wav(path: pathlib.Path, x: np.ndarray, sr: int) -> None:
   import soundfile as sf
   x = np.asarray(x, np.float32)
@@ -174,13 +183,13 @@ def evaluate_workdir(workdir, split: Optional[str] = None, *, which: Optional[st
   num = min(int(config.eval.num_wavs), len(scene))
   picks = np.linspace(0, len(scene) - 1, num).round().astype(int) if num else []
   for i in picks:
-    cid = scene.clip_ids[i].replace("/", "_")
+    cid = _file_stem(scene.clip_ids[i])
     _write_wav(out / "wav" / f"{cid}_pred.wav", pred[i], sr)
     _write_wav(out / "wav" / f"{cid}_rec.wav", target[i], sr)
     _write_wav(out / "wav" / f"{cid}_source.wav", source[i], sr)
   nfig = min(int(config.eval.num_figures), len(scene))
   for i in (picks[:nfig] if len(picks) else []):
-    cid = scene.clip_ids[i].replace("/", "_")
+    cid = _file_stem(scene.clip_ids[i])
     vis.plot_spectrograms(pred[i], target[i], sr, out / "figures" / f"spec_{cid}.png",
                           title=f"clip {cid}")
   vis.plot_gaussians(np.asarray(model.positions(params)), np.asarray(model.energy(params)),

@@ -121,21 +121,10 @@ def _gains_fwd(xyz, coeffs, expo, phase, scale, poses, config):
 
 
 def _gains_bwd(config, res, cot):
-  """Accumulates per-pose gradients in a scan over the batch: each step's
-  intermediates are [1, 2, T, F] (cache-sized) instead of [B, 2, T, F]."""
   (xyz, coeffs, expo, phase, scale, poses), fwd = res
   g_re, g_im = cot
-  params = (xyz, coeffs, expo, phase, scale)
-  zero = jax.tree.map(jnp.zeros_like, params)
-  one = lambda x: jax.tree.map(lambda a: a[None], x)
-
-  def body(acc, x):
-    pose, gr, gi, f = x
-    grads = _bwd_batch(config, params, pose[None], gr[None], gi[None], one(f))
-    return jax.tree.map(jnp.add, acc, grads), None
-
-  acc, _ = jax.lax.scan(body, zero, (poses, g_re, g_im, fwd))
-  return (*acc, jnp.zeros_like(poses))
+  grads = _bwd_batch(config, (xyz, coeffs, expo, phase, scale), poses, g_re, g_im, fwd)
+  return (*grads, jnp.zeros_like(poses))
 
 
 def _bwd_batch(config, params, poses, g_re, g_im, f):

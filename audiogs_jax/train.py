@@ -104,6 +104,11 @@ def create_train_state(config, scene_info: SceneInfo, key: jax.Array,
 
 # ----------------------------------------------------------------------------- steps
 
+def _global_norm(tree):
+  norm = getattr(getattr(optax, "tree", None), "norm", None)
+  return norm(tree) if norm is not None else optax.global_norm(tree)
+
+
 def make_train_step(model, tx, config):
   """``train_step(state, batch) -> (state, metrics)``, pure, not yet jitted.
 
@@ -118,7 +123,7 @@ def make_train_step(model, tx, config):
     (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), **parts}
+    metrics = {"loss": loss, "grad_norm": _global_norm(grads), **parts}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return train_step
@@ -256,8 +261,6 @@ def train_and_evaluate(config, workdir, *, evaluate_at_end: bool = True,
 
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  if _is_main():
-    config_lib.save_config(config, workdir / "config.json")
   model = get_model(config.model.name)
 
   train_scene = dataset.load_split(config, config.data.train_split, progress=progress)
@@ -279,9 +282,17 @@ def train_and_evaluate(config, workdir, *, evaluate_at_end: bool = True,
   ckpt = ckpt_lib.Checkpointer(workdir, keep=int(config.train.keep))
   start = ckpt.latest_step()
   if start is not None:
-    state, _ = ckpt.restore(state, start)
+    try:
+      state, _ = ckpt.restore(state, start)
+    except ckpt_lib.CheckpointError:
+      ckpt.close()
+      raise
     if _is_main():
       print(f"resuming from {workdir}/checkpoints/{start}", file=sys.stderr)
+  # Saved once the config is known to fit the workdir's checkpoints, so that a
+  # failed resume (say, an override that changes the model) leaves it intact.
+  if _is_main():
+    config_lib.save_config(config, workdir / "config.json")
 
   step_fn = make_sampled_step(model, tx, config)
   predict = make_predict(model, config)

@@ -2,12 +2,16 @@
 
 Everything here is built once per test session and shared:
 
+- ``smoke``: how the suite runs ``configs/smoke.py`` (``smoke.overrides()``:
+  the ``--config.*`` arguments every smoke training run shares;
+  ``smoke.config()``: the same as a config object).
 - ``smoke_data_root``: a temporary cache folder; the built-in synthetic scene of
   ``configs/smoke.py`` is generated into it on first use (not into ~/.cache).
 - ``jax_compile_cache``: a temporary persistent XLA compilation cache, so the
-  training step (the one expensive compilation) is compiled once per session
-  even though the resume and kill tests start training again (in this process
-  and in subprocesses, through ``subprocess_env``).
+  training step (the one expensive compilation) is compiled once per input
+  signature (a fresh state; a restored one, which carries sharding annotations)
+  although the resume and kill tests start training again, in this process and
+  in subprocesses (through ``subprocess_env``).
 - ``trained_workdir``: ``configs/smoke.py`` trained in-process through
   ``train.main`` (``SMOKE_STEPS`` steps, validation and checkpoints every
   ``SMOKE_CKPT_EVERY``), then evaluated: the workdir that the evaluate and render

@@ -80,6 +80,18 @@ def test_wavs(eval_dir):
     assert np.sqrt(np.mean(x ** 2)) > 1e-4, f"{w} is silent"
 
 
+def test_output_names_follow_the_clip_ids(eval_dir):
+  ids = {r["clip_id"] for r in csv.DictReader(open(eval_dir / "per_clip.csv"))}
+  stems = {i.replace("/", "_").rsplit(".png", 1)[0] for i in ids}
+  wavs = list((eval_dir / "wav").glob("*.wav"))
+  specs = list((eval_dir / "figures").glob("spec_*.png"))
+  assert wavs and specs
+  for w in wavs:
+    assert ".png" not in w.name and w.stem.rsplit("_", 1)[0] in stems, w.name
+  for f in specs:
+    assert f.stem[len("spec_"):] in stems, f.name  # no "spec_00005.png.png"
+
+
 def test_figures(eval_dir):
   from PIL import Image
   pngs = sorted((eval_dir / "figures").glob("*.png"))
@@ -93,14 +105,20 @@ def test_figures(eval_dir):
       assert im.format == "PNG" and min(im.size) > 100
 
 
-def test_evaluate_cli_on_a_split_again(trained_workdir, capsys):
-  """``evaluate.main`` re-evaluates the workdir on another split (train)."""
-  assert evaluate.main(["--workdir", str(trained_workdir), "--split", "train",
+def test_evaluate_cli_best_checkpoint(trained_workdir, tmp_path, capsys, smoke):
+  """``evaluate.main --checkpoint best`` on a copy of the workdir."""
+  wd = tmp_path / "copy"
+  shutil.copytree(trained_workdir, wd, ignore=shutil.ignore_patterns("eval", "tb"))
+  assert evaluate.main(["--workdir", str(wd), "--checkpoint", "best",
                         "--no-progress"]) == 0
   out = capsys.readouterr().out
-  assert "Mono-Mono" in out and "AudioGS" in out
-  s = json.loads((trained_workdir / "eval" / "train" / "summary.json").read_text())
-  assert s["protocol"]["split"] == "train" and s["protocol"]["num_clips"] > 2
+  assert "Mono-Mono" in out and "AudioGS" in out and str(wd / "eval" / "val") in out
+  s = json.loads((wd / "eval" / "val" / "summary.json").read_text())
+  assert s["protocol"]["checkpoint"] == "best"
+  assert s["protocol"]["checkpoint_step"] in (smoke.ckpt_every, smoke.steps)
+  # The baselines do not depend on the checkpoint.
+  ref = json.loads((trained_workdir / "eval" / "val" / "summary.json").read_text())
+  assert s["baselines"] == ref["baselines"]
 
 
 def _expect_error(argv, capsys, *needles):
@@ -130,9 +148,21 @@ def test_error_workdir_without_checkpoint(trained_workdir, tmp_path, capsys):
                 "no latest checkpoint")
 
 
+def test_error_checkpoint_of_another_model(trained_workdir, tmp_path, capsys, smoke):
+  """A checkpoint that does not fit the saved config (another SH degree): the
+  error names the checkpoint instead of a traceback from inside orbax."""
+  wd = tmp_path / "other"
+  shutil.copytree(trained_workdir, wd, ignore=shutil.ignore_patterns("eval", "tb", "best"))
+  cfg = json.loads((wd / "config.json").read_text())
+  cfg["model"]["sh_degree"] = 1
+  (wd / "config.json").write_text(json.dumps(cfg))
+  _expect_error(["--workdir", str(wd)], capsys, wd / "checkpoints" / str(smoke.steps),
+                "does not match")
+
+
 def test_error_bad_split(trained_workdir, capsys):
-  err = _expect_error(["--workdir", str(trained_workdir), "--split", "nosuchsplit"],
-                      capsys, "nosuchsplit")
+  _expect_error(["--workdir", str(trained_workdir), "--split", "nosuchsplit"],
+                capsys, "'nosuchsplit'", "splits: train, val")
 
 
 def test_help(help_outputs):

@@ -228,11 +228,14 @@ def init_unet(module: UNet, key: jax.Array, in_channels: int = 2) -> dict:
   variance ``1 / fan_in`` (fan_in = 3 * 3 * C_in for convs, C_in for the
   transposed convs), biases 0, GroupNorm scales 1. Deterministic in ``key``
   (its raw bits seed a numpy generator). Parameters do not depend on the image
-  size.
+  size. Under ``jit`` (a traced key) it falls back to ``module.init``: the same
+  distributions, other values.
   """
   side = 2 ** module.levels
-  shapes = jax.eval_shape(module.init, key, jnp.zeros((1, side, side, in_channels),
-                                                      jnp.float32))
+  dummy = jnp.zeros((1, side, side, in_channels), jnp.float32)
+  if isinstance(key, jax.core.Tracer):  # under jit: flax's own (jittable) init
+    return module.init(key, dummy)
+  shapes = jax.eval_shape(module.init, key, dummy)
   if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
     key = jax.random.key_data(key)
   rng = np.random.default_rng([int(v) for v in np.asarray(key).ravel()])

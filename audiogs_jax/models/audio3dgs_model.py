@@ -1,0 +1,61 @@
+"""Audio 3DGS (U-Net mask renderer) as a ``RenderModel`` (``model.name = audio3dgs_unet``).
+
+The points and the U-Net's parameters live in one ``Audio3DGSParams`` pytree,
+so the shared ``train_step``, checkpoints, evaluation and rendering serve it
+unchanged. The published loss (L2 on mono and difference magnitudes) is used.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from audiogs_jax.gaussians import Gaussians
+from audiogs_jax.models import RenderModel, SceneInfo, register
+from audiogs_jax.models import audio3dgs as a3
+
+
+def model_config(config) -> a3.Audio3DGSConfig:
+  m = config.model
+  return a3.Audio3DGSConfig(
+      sample_rate=int(config.data.sample_rate), n_fft=int(m.n_fft),
+      hop_length=int(m.hop_length), max_norm=float(m.max_norm),
+      unet_width=int(m.unet_width), unet_levels=int(m.unet_levels),
+      compute_dtype=str(m.compute_dtype), head_radius=float(m.head_radius))
+
+
+def init(key, scene: SceneInfo, config) -> a3.Audio3DGSParams:
+  return a3.init_params(key, scene.num_freqs, scene.num_frames, config=model_config(config),
+                        source_mag=scene.source_mag, center=scene.center,
+                        spread=float(config.model.init_spread))
+
+
+def render(params, poses, source_tf, config):
+  return a3.render_batch_tf(params, poses, source_tf, model_config(config))
+
+
+def loss(params, pred_tf, target_tf, source_tf, config):
+  del params, source_tf, config
+  return a3.loss(pred_tf, target_tf)
+
+
+def labels(params: a3.Audio3DGSParams):
+  p = params.points
+  points = Gaussians(xyz="xyz", sh="sh", decay="decay",
+                     phase=None if p.phase is None else "phase",
+                     rotation=None if p.rotation is None else "rotation",
+                     log_scale=None if p.log_scale is None else "log_scale")
+  return a3.Audio3DGSParams(points=points,
+                            unet=jax.tree.map(lambda _: "network", params.unet))
+
+
+def positions(params: a3.Audio3DGSParams):
+  return params.points.xyz
+
+
+def energy(params: a3.Audio3DGSParams):
+  return jnp.abs(params.points.sh[0, :, 0])
+
+
+register(RenderModel(name="audio3dgs_unet", init=init, render=render, loss=loss,
+                     labels=labels, positions=positions, energy=energy))
