@@ -113,7 +113,12 @@ def _gains(xyz, coeffs, expo, phase, scale, poses, config):
 
 
 def _gains_fwd(xyz, coeffs, expo, phase, scale, poses, config):
-  f = _forward(xyz, coeffs, expo, phase, scale, poses, config)
+  # One pose per loop iteration: the loop's stacked outputs are materialised
+  # buffers, which keeps XLA from re-evaluating the forward polynomials inside
+  # every gradient fusion of the backward pass.
+  f = jax.lax.map(
+      lambda pose: _forward(xyz, coeffs, expo, phase, scale, pose[None], config), poses)
+  f = jax.tree.map(lambda a: a[:, 0], f)
   # The forward intermediates are the residuals (about 26 arrays of [B, T, F]):
   # recomputing them in the backward pass would let XLA duplicate the
   # polynomial sin/cos/exp/log into every one of the ~15 gradient fusions.

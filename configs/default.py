@@ -30,7 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.holdout_camera = 0          # replay_nvas held-out camera (0 = none)
   # Built-in scene generator (audiogs_jax.data.synth), used when kind == synthetic.
   c.data.synth = ml_collections.ConfigDict()
-  c.data.synth.seconds = 90
+  c.data.synth.seconds = 240        # 192 train / 48 val clips of 1 s
   c.data.synth.room = (6.0, 5.0, 3.0)
   c.data.synth.rt60 = 0.4
   c.data.synth.signal = "speech"
@@ -75,22 +75,22 @@ def get_config() -> ml_collections.ConfigDict:
 
   # --- optimisation ------------------------------------------------------
   c.train = ml_collections.ConfigDict()
-  c.train.steps = 3000
+  c.train.steps = 1500
   c.train.batch_size = 8
   c.train.schedule = "cosine"        # cosine | exponential | constant
   c.train.final_lr_factor = 0.05
   c.train.warmup_steps = 50
   c.train.clip_norm = 10.0
   c.train.lr = ml_collections.ConfigDict()
-  c.train.lr.xyz = 2e-3
-  c.train.lr.sh = 2e-2
+  c.train.lr.xyz = 1e-3
+  c.train.lr.sh = 5e-3
   c.train.lr.decay = 1e-2
   c.train.lr.phase = 1e-2
   c.train.lr.log_scale = 1e-3
   c.train.lr.rotation = 1e-3
   c.train.lr.network = 1e-3
   c.train.log_every = 50
-  c.train.eval_every = 1000
+  c.train.eval_every = 500
   c.train.checkpoint_every = 500
   c.train.keep = 3
 
