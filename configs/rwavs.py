@@ -24,5 +24,5 @@ def get_config():
   c.data.sample_rate = 22050
   c.data.clip_seconds = 1.0
   c.model.metres_per_unit = 0.0      # unknown for RWAVS: learned from 5.0 m/unit
-  c.train.steps = 3000
+  c.train.steps = 1500
   return c
