@@ -419,7 +419,24 @@ def _dpam_model():
   global _DPAM_MODEL
   if _DPAM_MODEL is None:
     import cdpam
-    _DPAM_MODEL = cdpam.CDPAM(dev="cpu")
+    import torch
+    # cdpam loads the pickled checkpoint that ships inside its own wheel with a
+    # plain torch.load; torch >= 2.6 defaults to weights_only=True, which refuses
+    # it. Allow the full load for this trusted, packaged file only.
+    orig = getattr(torch, "load", None)
+    if orig is None:
+      _DPAM_MODEL = cdpam.CDPAM(dev="cpu")
+      return _DPAM_MODEL
+
+    def _load(*args, **kwargs):
+      kwargs.setdefault("weights_only", False)
+      return orig(*args, **kwargs)
+
+    torch.load = _load
+    try:
+      _DPAM_MODEL = cdpam.CDPAM(dev="cpu")
+    finally:
+      torch.load = orig
   return _DPAM_MODEL
 
 

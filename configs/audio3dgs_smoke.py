@@ -1,16 +1,12 @@
 """Audio 3DGS at a tiny U-Net width, small enough for the test suite."""
 
 import pathlib
-import importlib.util
 
-_spec = importlib.util.spec_from_file_location(
-    "_smoke", pathlib.Path(__file__).with_name("smoke.py"))
-_smoke = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_smoke)
+from audiogs_jax.config import load_config_file
 
 
 def get_config():
-  c = _smoke.get_config()
+  c = load_config_file(pathlib.Path(__file__).with_name("smoke.py"))
   c.name = "audio3dgs_smoke"
   c.workdir = "runs/audio3dgs_smoke"
   c.model.name = "audio3dgs_unet"

@@ -8,16 +8,12 @@ CPU user may pass --config.model.unet_width=16.
 """
 
 import pathlib
-import importlib.util
 
-_spec = importlib.util.spec_from_file_location(
-    "_default", pathlib.Path(__file__).with_name("default.py"))
-_default = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_default)
+from audiogs_jax.config import load_config_file
 
 
 def get_config():
-  c = _default.get_config()
+  c = load_config_file(pathlib.Path(__file__).with_name("default.py"))
   c.name = "audio3dgs_unet"
   c.workdir = "runs/audio3dgs_unet"
   c.model.name = "audio3dgs_unet"

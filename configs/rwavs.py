@@ -5,16 +5,12 @@
 """
 
 import pathlib
-import importlib.util
 
-_spec = importlib.util.spec_from_file_location(
-    "_default", pathlib.Path(__file__).with_name("default.py"))
-_default = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_default)
+from audiogs_jax.config import load_config_file
 
 
 def get_config():
-  c = _default.get_config()
+  c = load_config_file(pathlib.Path(__file__).with_name("default.py"))
   c.name = "rwavs"
   c.workdir = "runs/rwavs"
   c.data.kind = "rwavs"

@@ -1,16 +1,12 @@
-"""A config small enough for the test suite: a 10-second scene, a few steps."""
+"""A config small enough for the test suite: a 12-second scene, 40 steps."""
 
 import pathlib
-import importlib.util
 
-_spec = importlib.util.spec_from_file_location(
-    "_default", pathlib.Path(__file__).with_name("default.py"))
-_default = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_default)
+from audiogs_jax.config import load_config_file
 
 
 def get_config():
-  c = _default.get_config()
+  c = load_config_file(pathlib.Path(__file__).with_name("default.py"))
   c.name = "smoke"
   c.workdir = "runs/smoke"
   c.data.synth.seconds = 12

@@ -14,21 +14,7 @@ from audiogs_jax import sh as sh_lib
 from audiogs_jax.gaussians import Gaussians, check_gaussians, init_gaussians, inverse_softplus
 
 
-def _fast_compile_options():
-  """XLA options that compile the tests' many small programs several times faster
-  on CPU (no LLVM optimisation passes, the older loop emitters); the programs compute
-  the same float32 arithmetic. Falls back on XLA versions without these options."""
-  for opts in ({"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False},
-               {"xla_backend_optimization_level": 0}):
-    try:
-      jax.jit(lambda x: x + 1.0, compiler_options=opts)(np.float32(1.0))
-      return opts
-    except Exception:  # pylint: disable=broad-except
-      continue
-  return {}
-
-
-_jit = functools.partial(jax.jit, compiler_options=_fast_compile_options())
+from _jitutil import fast_jit as _jit
 
 F, T = 17, 4            # n_fft = 32 -> 17 bins; N = 68
 N = F * T
