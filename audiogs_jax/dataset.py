@@ -122,15 +122,27 @@ def to_device(scene: SceneData, config, sharding=None) -> DeviceData:
   return data
 
 
-def sample_batch(data: DeviceData, key: jax.Array, batch_size: int) -> dict:
+def sample_batch(data: DeviceData, key: jax.Array, batch_size: int,
+                 frame_roll: bool = False) -> dict:
   """A batch of clips drawn uniformly with replacement, on the device.
+
+  With ``frame_roll``, each clip's source and target STFTs are rolled together
+  by a random number of frames (an augmentation, not part of the published
+  method): the transfer a pose implies is unchanged, but each Gaussian (f, t)
+  sees the content of other frames, which discourages per-frame memorisation
+  of the training clips' content.
 
   Returns a dict with ``poses [B,4,4]``, ``source_tf [B,T,F]``,
   ``target_tf [B,2,T,F]``.
   """
-  idx = jax.random.randint(key, (batch_size,), 0, data.num)
-  return {"poses": data.poses[idx], "source_tf": data.source_tf[idx],
-          "target_tf": data.target_tf[idx]}
+  k_idx, k_roll = jax.random.split(key)
+  idx = jax.random.randint(k_idx, (batch_size,), 0, data.num)
+  src, tgt = data.source_tf[idx], data.target_tf[idx]
+  if frame_roll:
+    shifts = jax.random.randint(k_roll, (batch_size,), 0, src.shape[-2])
+    src = jax.vmap(lambda x, s: jnp.roll(x, s, axis=-2))(src, shifts)
+    tgt = jax.vmap(lambda x, s: jnp.roll(x, s, axis=-2))(tgt, shifts)
+  return {"poses": data.poses[idx], "source_tf": src, "target_tf": tgt}
 
 
 def listener_center(scene: SceneData) -> tuple:

@@ -140,7 +140,8 @@ def make_sampled_step(model, tx, config):
 
   def step(state: TrainState, data: dataset.DeviceData):
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-    batch = dataset.sample_batch(data, key, batch_size)
+    batch = dataset.sample_batch(data, key, batch_size,
+                                 frame_roll=bool(config.train.get("frame_roll", False)))
     return train_step(state, batch)
 
   return jax.jit(step, donate_argnums=0)

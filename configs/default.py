@@ -81,6 +81,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.final_lr_factor = 0.05
   c.train.warmup_steps = 50
   c.train.clip_norm = 10.0
+  c.train.frame_roll = False         # augmentation: roll clips' frames (see dataset.sample_batch)
   c.train.lr = ml_collections.ConfigDict()
   c.train.lr.xyz = 1e-3
   c.train.lr.sh = 5e-3
