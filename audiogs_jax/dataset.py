@@ -135,11 +135,11 @@ def sample_batch(data: DeviceData, key: jax.Array, batch_size: int,
   Returns a dict with ``poses [B,4,4]``, ``source_tf [B,T,F]``,
   ``target_tf [B,2,T,F]``.
   """
-  k_idx, k_roll = jax.random.split(key)
-  idx = jax.random.randint(k_idx, (batch_size,), 0, data.num)
+  idx = jax.random.randint(key, (batch_size,), 0, data.num)
   src, tgt = data.source_tf[idx], data.target_tf[idx]
   if frame_roll:
-    shifts = jax.random.randint(k_roll, (batch_size,), 0, src.shape[-2])
+    shifts = jax.random.randint(jax.random.fold_in(key, 1), (batch_size,), 0,
+                                src.shape[-2])
     src = jax.vmap(lambda x, s: jnp.roll(x, s, axis=-2))(src, shifts)
     tgt = jax.vmap(lambda x, s: jnp.roll(x, s, axis=-2))(tgt, shifts)
   return {"poses": data.poses[idx], "source_tf": src, "target_tf": tgt}
