@@ -7,10 +7,17 @@ Layout of a workdir::
     WORKDIR/best/<step>/         the state with the best validation MAG so far
 
 Each checkpoint holds two items: ``state`` (the ``TrainState`` pytree) and
-``meta`` (JSON: step, scene-normalisation factor, scene info, config). Orbax
+``meta`` (JSON: step, scene-normalisation factor, scene info, config; for a
+multi-scene job ``scenes`` and one such record per scene in ``per_scene``,
+the state's arrays then stacked along a leading scene axis). Orbax
 writes a checkpoint into a temporary folder and renames it into place when it is
 complete, so a run killed in the middle of a save (even with SIGKILL) leaves the
 previous checkpoints intact and resumes from the last complete one.
+
+Across processes (``jax.distributed``) every process calls ``save`` with the
+same global arrays and orbax writes each array once, from the processes that
+hold its shards; the result is an ordinary checkpoint that one process can
+restore onto any devices (``restore(..., sharding=...)``).
 """
 
 from __future__ import annotations
@@ -63,8 +70,13 @@ class Checkpointer:
     else:
       self.latest.save(int(step), args=args, force=True)
 
-  def restore(self, template, step: Optional[int] = None, which: str = "latest"):
+  def restore(self, template, step: Optional[int] = None, which: str = "latest",
+              sharding: Optional[jax.sharding.Sharding] = None):
     """Restore ``(state, meta)``; ``template`` gives the pytree structure.
+
+    ``template`` leaves are arrays or ``jax.ShapeDtypeStruct``s; the restored
+    arrays take ``sharding`` when given (e.g. replicated over a mesh, or one
+    device), else the template leaves' own.
 
     Raises ``CheckpointError`` when there is nothing to restore.
     """
@@ -75,7 +87,11 @@ class Checkpointer:
       raise CheckpointError(
           f"{mgr.directory}: no {which} checkpoint (train first: "
           f"python -m audiogs_jax.train --workdir {self.workdir})")
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+    if sharding is not None:
+      abstract = jax.tree.map(
+          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), template)
+    else:
+      abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     try:
       out = mgr.restore(int(step), args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))

@@ -14,6 +14,14 @@ the four baselines. Writes to ``WORKDIR/eval/<split>/``:
 - ``wav/``: predicted / recorded pairs (scaled back to the recording's level)
 - ``figures/``: spectrograms (prediction, recording, difference) and the
   Gaussians' positions coloured by energy, with source and listener poses.
+
+A multi-scene workdir (``--config.data.scenes=1,2,...``) is evaluated scene by
+scene into ``WORKDIR/eval/<split>/scene_<id>/`` (the files above), and
+``WORKDIR/eval/<split>/summary.json`` / ``table.md`` aggregate them as
+metrics.md does for RWAVS: the mean per scene, per environment (office 1-5,
+house 6-8, apartment 9-11, outdoor 12-13) and overall (the mean of the
+environment means); scene ids that are not RWAVS's 1-13 are averaged
+directly (``overall`` only).
 """
 
 from __future__ import annotations
@@ -42,12 +50,9 @@ METHOD_LABELS = {"model": None, "mono_mono": "Mono-Mono", "mono_energy": "Mono-E
 COLUMNS = ("mag_avnerf", "mag_avcloud", "env", "lre", "rte", "rte_true", "dpam")
 
 
-def load_trained(workdir, which: str = "latest"):
-  """``(config, model, params, meta)`` of a training workdir.
-
-  Raises ``CheckpointError`` / ``ConfigError`` with the path when the workdir
-  has no config or no checkpoint.
-  """
+def _load_state(workdir, which: str):
+  """``(config, model, params, meta)`` as checkpointed (a multi-scene
+  workdir's parameters stacked along a leading scene axis)."""
   from audiogs_jax import train as train_lib
   workdir = pathlib.Path(workdir)
   if not workdir.is_dir():
@@ -56,12 +61,57 @@ def load_trained(workdir, which: str = "latest"):
   ckpt = ckpt_lib.Checkpointer(workdir, keep=int(config.train.keep), async_save=False)
   try:
     meta = ckpt.restore_meta(which)
-    info = train_lib.scene_info_from_meta(meta)
-    template, _ = train_lib.create_train_state(config, info, jax.random.PRNGKey(0))
-    state, meta = ckpt.restore(template, which=which)
+    template = train_lib.state_template(config, meta)
+    # Onto this process's first device, whatever the mesh that wrote it.
+    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    state, meta = ckpt.restore(template, which=which, sharding=one)
   finally:
     ckpt.close()
   return config, get_model(config.model.name), state.params, meta
+
+
+def scene_ids_of(meta: dict) -> list:
+  """The scenes of a multi-scene checkpoint's meta; ``[]`` for one scene."""
+  return list(meta.get("scenes") or [])
+
+
+def select_scene(config, params, meta: dict, scene: str):
+  """One scene of a multi-scene checkpoint: ``(config, params, meta)`` as a
+  single-scene workdir would give them. Raises ``CheckpointError`` naming the
+  scenes when ``scene`` is not one of them."""
+  from audiogs_jax import train as train_lib
+  ids = scene_ids_of(meta)
+  if str(scene) not in ids:
+    raise ckpt_lib.CheckpointError(
+        f"scene {scene!r} is not in this workdir (scenes: {', '.join(ids)})")
+  i = ids.index(str(scene))
+  scene_meta = {k: v for k, v in meta.items() if k not in ("per_scene", "scenes", "val")}
+  scene_meta.update(meta["per_scene"][i])
+  return (dataset.scene_config(config, scene), train_lib.scene_params(params, i),
+          scene_meta)
+
+
+def load_trained(workdir, which: str = "latest", scene: Optional[str] = None):
+  """``(config, model, params, meta)`` of a training workdir.
+
+  For a multi-scene workdir ``scene`` picks the scene (its single-scene
+  config, parameters and meta); it is required there. For a single-scene
+  workdir ``scene`` may be omitted or name the workdir's scene.
+
+  Raises ``CheckpointError`` / ``ConfigError`` with the path when the workdir
+  has no config or no checkpoint, or ``scene`` does not fit it.
+  """
+  config, model, params, meta = _load_state(workdir, which)
+  ids = scene_ids_of(meta)
+  if ids:
+    if scene is None:
+      raise ckpt_lib.CheckpointError(
+          f"{workdir} holds {len(ids)} scenes ({', '.join(ids)}): pick one with --scene")
+    config, params, meta = select_scene(config, params, meta, scene)
+  elif scene is not None and str(scene) != str(config.data.scene):
+    raise ckpt_lib.CheckpointError(
+        f"{workdir} was trained on scene {config.data.scene}, not {scene}")
+  return config, model, params, meta
 
 
 def _file_stem(clip_id: str) -> str:
@@ -102,12 +152,24 @@ def format_table(summary: dict) -> str:
 
 def evaluate_workdir(workdir, split: Optional[str] = None, *, which: Optional[str] = None,
                      progress: bool = True, quiet: bool = False) -> dict:
-  """Evaluate a trained workdir on a split; returns the summary dict."""
-  from audiogs_jax import train as train_lib
+  """Evaluate a trained workdir on a split; returns the summary dict (for a
+  multi-scene workdir, the aggregate of ``evaluate_scenes``)."""
   workdir = pathlib.Path(workdir)
-  config, model, params, meta = load_trained(workdir, which or "latest")
+  config, model, params, meta = _load_state(workdir, which or "latest")
   split = split or config.data.eval_split
-  out = workdir / "eval" / split
+  if scene_ids_of(meta):
+    return evaluate_scenes(workdir, config, model, params, meta, split, which=which,
+                           progress=progress, quiet=quiet)
+  return _evaluate_scene(workdir, workdir / "eval" / split, config, model, params, meta,
+                         split, which=which, progress=progress, quiet=quiet)
+
+
+def _evaluate_scene(workdir, out: pathlib.Path, config, model, params, meta, split: str, *,
+                    which: Optional[str], progress: bool, quiet: bool,
+                    predict=None) -> dict:
+  """Evaluate one scene's model into ``out``; returns its summary dict.
+  ``predict``: a ``train.make_predict`` to reuse (one compilation for many scenes)."""
+  from audiogs_jax import train as train_lib
   (out / "wav").mkdir(parents=True, exist_ok=True)
   (out / "figures").mkdir(parents=True, exist_ok=True)
 
@@ -116,7 +178,8 @@ def evaluate_workdir(workdir, split: Optional[str] = None, *, which: Optional[st
   sr = scene.sample_rate
   data = dataset.to_device(scene, config)
   pred = train_lib.predict_waveforms(model, params, data.poses, data.source_tf,
-                                     scene.clip_length, config, int(config.eval.batch_size))
+                                     scene.clip_length, config, int(config.eval.batch_size),
+                                     predict)
   # Metrics on the recordings' own scale: undo the scene normalisation.
   nf = float(meta.get("norm_factor", 1.0))
   pred = pred * nf
@@ -198,9 +261,82 @@ def evaluate_workdir(workdir, split: Optional[str] = None, *, which: Optional[st
                      listener_poses=np.concatenate([train_scene.poses, scene.poses]),
                      title=f"{summary['protocol']['model_label']} Gaussians")
   if not quiet:
-    print(f"\n{summary['protocol']['model_label']} vs baselines on {split} "
+    scene = "" if out.name == split else f", scene {config.data.scene}"
+    print(f"\n{summary['protocol']['model_label']} vs baselines on {split}{scene} "
           f"({len(scene)} clips; RTE estimator {metrics_lib.ESTIMATOR_NAME}; "
           f"{summary['protocol']['dpam']}):\n{table}\n\nwritten to {out}")
+  return summary
+
+
+def _aggregate(per_scene: dict) -> dict:
+  """RWAVS aggregation (per scene, per environment, overall) of
+  ``{scene_id: {metric: value}}``; a plain mean over scenes (``overall``)
+  when the ids are not RWAVS's 1-13."""
+  ids = list(per_scene)
+  if all(str(i).isdigit() and 1 <= int(i) <= 13 for i in ids):
+    return metrics_lib.aggregate_rwavs(per_scene)
+  keys = [k for k in next(iter(per_scene.values()))]
+  mean = lambda vals: None if any(v is None for v in vals) else float(np.mean(vals))
+  return {"per_scene": {str(i): dict(per_scene[i]) for i in ids}, "per_environment": {},
+          "overall": {k: mean([per_scene[i].get(k) for i in ids]) for k in keys}}
+
+
+def evaluate_scenes(workdir, config, model, params, meta, split: str, *,
+                    which: Optional[str] = None, progress: bool = True,
+                    quiet: bool = False) -> dict:
+  """Evaluate every scene of a multi-scene workdir, then aggregate.
+
+  Writes each scene's files to ``eval/<split>/scene_<id>/`` and
+  ``eval/<split>/summary.json``: ``{"scenes": ids, "model": {"per_scene",
+  "per_environment", "overall"}, "baselines": {name: same}, "protocol"}``,
+  and ``table.md`` (overall and per-environment tables).
+  """
+  workdir = pathlib.Path(workdir)
+  out = workdir / "eval" / split
+  from audiogs_jax import train as train_lib
+  ids = scene_ids_of(meta)
+  predict = train_lib.make_predict(model, config)
+  summaries = {}
+  for sid in ids:
+    c, p, m = select_scene(config, params, meta, sid)
+    summaries[sid] = _evaluate_scene(workdir, out / f"scene_{sid}", c, model, p, m, split,
+                                     which=which, progress=progress, quiet=True,
+                                     predict=predict)
+  first = summaries[ids[0]]
+  methods = list(first["baselines"])
+  summary = {
+      "scenes": ids,
+      "model": _aggregate({s: summaries[s]["model"] for s in ids}),
+      "baselines": {b: _aggregate({s: summaries[s]["baselines"][b] for s in ids})
+                    for b in methods},
+      "protocol": {**{k: v for k, v in first["protocol"].items() if k != "data"},
+                   "num_clips": {s: summaries[s]["protocol"]["num_clips"] for s in ids},
+                   "aggregation": "metrics.md (RWAVS): mean per scene, per environment "
+                                  "(office 1-5, house 6-8, apartment 9-11, outdoor 12-13), "
+                                  "overall = mean of the environment means",
+                   "data": {"kind": config.data.kind, "scenes": ids,
+                            "clip": config.data.clip}},
+  }
+  (out / "summary.json").write_text(json.dumps(summary, indent=2))
+
+  def table(pick) -> str:
+    return format_table({"model": pick(summary["model"]),
+                         "baselines": {b: pick(v) for b, v in summary["baselines"].items()},
+                         "protocol": summary["protocol"]})
+
+  parts = [f"Evaluation of `{workdir}` on split `{split}`, {len(ids)} scenes "
+           f"({', '.join(ids)}), step {summary['protocol']['checkpoint_step']}.\n"
+           f"RTE: blind estimator `{metrics_lib.ESTIMATOR_NAME}`. "
+           f"{summary['protocol']['dpam']}.\n", "## Overall\n", table(lambda a: a["overall"])]
+  for env in summary["model"]["per_environment"]:
+    parts += [f"\n## {env}\n", table(lambda a, e=env: a["per_environment"][e])]
+  for sid in ids:
+    parts += [f"\n## scene {sid}\n", table(lambda a, s=sid: a["per_scene"][s])]
+  text = "\n".join(parts) + "\n"
+  (out / "table.md").write_text(text)
+  if not quiet:
+    print(f"\n{summary['protocol']['model_label']} vs baselines on {split}, "
+          f"{len(ids)} scenes:\n" + table(lambda a: a["overall"]) + f"\n\nwritten to {out}")
   return summary
 
 
@@ -209,18 +345,41 @@ def main(argv=None) -> int:
       prog="python -m audiogs_jax.evaluate",
       description="Evaluate a trained workdir: metrics (MAG, ENV, LRE, RTE, DPAM) of the "
                   "model beside the four baselines, per-clip CSV, WAV pairs, figures.")
-  p.add_argument("--workdir", required=True, help="a training workdir")
+  p.add_argument("--workdir", required=True, action="append",
+                 help="a training workdir; give several (trained on the same scene) for "
+                      "one table of all their models beside the baselines")
   p.add_argument("--split", default=None, help="split to evaluate (default: the config's "
                  "eval split, val)")
   p.add_argument("--checkpoint", default="latest", choices=("latest", "best"),
                  help="which checkpoint: the latest, or the best by validation MAG")
+  p.add_argument("--force", action="store_true",
+                 help="with several workdirs: evaluate each again even when it already has "
+                      "a summary for the split (default: reuse it)")
+  p.add_argument("--out", default=None,
+                 help="with several workdirs: also write the combined table (markdown) here")
   p.add_argument("--no-progress", action="store_true")
   args = p.parse_args(argv)
+  from audiogs_jax import compare
+  from audiogs_jax import runtime
   from audiogs_jax.data.scene import DataError
+  runtime.tune_host_allocator()
   try:
-    evaluate_workdir(args.workdir, args.split, which=args.checkpoint,
-                     progress=not args.no_progress)
-  except (ckpt_lib.CheckpointError, config_lib.ConfigError, DataError) as e:
+    if len(args.workdir) == 1:
+      evaluate_workdir(args.workdir[0], args.split, which=args.checkpoint,
+                       progress=not args.no_progress)
+      return 0
+    split = args.split or config_lib.load_saved_config(
+        pathlib.Path(args.workdir[0]) / "config.json").data.eval_split
+    for w in args.workdir:
+      have = (pathlib.Path(w) / "eval" / split / "summary.json").is_file()
+      if have and not args.force:
+        print(f"{w}: using its existing eval/{split}/summary.json (--force to redo)")
+      else:
+        evaluate_workdir(w, split, which=args.checkpoint, progress=not args.no_progress,
+                         quiet=True)
+    print(compare.compare_workdirs(args.workdir, split, args.out))
+  except (ckpt_lib.CheckpointError, config_lib.ConfigError, DataError,
+          compare.CompareError) as e:
     config_lib.error_exit(str(e))
   return 0
 

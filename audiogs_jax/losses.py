@@ -31,6 +31,26 @@ def magnitude_l2(pred, target):
   return jnp.mean((safe_abs(pred) - jnp.abs(target)) ** 2)
 
 
+def frame_tie(fields) -> jnp.ndarray:
+  """Mean squared deviation of per-frame parameters from their mean over frames.
+
+  ``fields``: arrays laid out frames-major ``[..., T, F]`` (``GaussianGrid``'s
+  layout); the deviation is taken along axis -2 (frames) and averaged over
+  every element, then summed over fields. Zero when every frame of a
+  frequency bin holds the same parameters. An optional regulariser
+  (``config.loss.frame_tie_weight``): the frame index inside a clip carries
+  no physical meaning for a static source, so pulling the T Gaussians of a
+  frequency bin together trades per-clip detail for generalisation to new
+  clips (see README, "Scenes where AudioGS does not win").
+  """
+  total = jnp.zeros((), jnp.float32)
+  for x in fields:
+    if x is None:
+      continue
+    total = total + jnp.mean((x - jnp.mean(x, axis=-2, keepdims=True)) ** 2)
+  return total
+
+
 def log_magnitude_l1(pred, target, eps: float = 1e-3):
   return jnp.mean(jnp.abs(jnp.log(safe_abs(pred) + eps) - jnp.log(jnp.abs(target) + eps)))
 

@@ -340,16 +340,40 @@ def render_batch(g: "Gaussians | Planes", poses: jnp.ndarray, source_stft: jnp.n
 def render_waveform_batch(g: "Gaussians | Planes", poses: jnp.ndarray,
                           source_stft: jnp.ndarray, config: RenderConfig,
                           length: Optional[int] = None, *,
-                          frames_major: bool = False) -> jnp.ndarray:
+                          frames_major: bool = False,
+                          chunk_size: Optional[int] = None) -> jnp.ndarray:
   """``render_waveform`` over a batch of poses: returns ``[B, 2, samples]``.
 
   ``source_stft`` is ``[F, T]`` or ``[B, F, T]`` as in ``render_batch``, or
   ``[T, F]`` / ``[B, T, F]`` with ``frames_major=True`` (the fast path: no
   transpose of the source per call).
+
+  ``chunk_size``: render the batch ``chunk_size`` poses at a time inside one
+  ``lax.map`` (same result). On CPU this keeps the program's temporaries
+  (the gains and the inverse FFT's frames: 49 MB for 32 poses at once, 15 MB
+  in chunks of 8) under glibc's mmap threshold, so the allocator reuses them
+  instead of mapping and page-faulting them afresh on every call; ``scripts/bench.py`` measures the effect. ``None``: the
+  whole batch at once (what gradients should use).
   """
   src = source_stft if frames_major else jnp.swapaxes(source_stft, -1, -2)
-  spec = render_batch_tf(g, poses, src, config)                 # [B, 2, T, F]
-  return dsp.istft_frames(spec, length=length, **config.stft_kwargs())
+  b = poses.shape[0]
+  if chunk_size is None or b <= chunk_size:
+    spec = render_batch_tf(g, poses, src, config)               # [B, 2, T, F]
+    return dsp.istft_frames(spec, length=length, **config.stft_kwargs())
+  c = int(chunk_size)
+  planes = to_planes(g, config)
+  n = -(-b // c)
+  pad = n * c - b
+  if src.ndim == 2:
+    src = jnp.broadcast_to(src, (b,) + src.shape)
+  if pad:  # repeat the last pose; the extra outputs are dropped below
+    poses = jnp.concatenate([poses, jnp.repeat(poses[-1:], pad, axis=0)])
+    src = jnp.concatenate([src, jnp.repeat(src[-1:], pad, axis=0)])
+  out = jax.lax.map(
+      lambda a: render_waveform_batch(planes, a[0], a[1], config, length,
+                                      frames_major=True),
+      (poses.reshape((n, c) + poses.shape[1:]), src.reshape((n, c) + src.shape[1:])))
+  return out.reshape((n * c,) + out.shape[2:])[:b]
 
 
 def render_reference(g: Gaussians, pose, source_stft, config: RenderConfig) -> np.ndarray:

@@ -19,6 +19,9 @@ Poses are 4x4 head-to-world matrices in the scene's (normalised) coordinates:
 ``{"camera_path": [{"file_path": "frames/00001.png", "camera_to_world": ...}]}``
 (time = the frame number in seconds). Between keyframes the position is
 interpolated linearly and the orientation by spherical interpolation.
+
+A multi-scene workdir (``--config.data.scenes=...``) holds one model per
+scene: ``--scene ID`` picks it (and its normalisation factor).
 """
 
 from __future__ import annotations
@@ -187,12 +190,15 @@ def main(argv=None) -> int:
   g.add_argument("--trajectory", help="JSON of time-stamped poses (see module docs)")
   p.add_argument("--out", required=True, help="output WAV (2 channels, float32)")
   p.add_argument("--checkpoint", default="latest", choices=("latest", "best"))
+  p.add_argument("--scene", default=None,
+                 help="the scene to render, for a multi-scene workdir (required there)")
   p.add_argument("--batch-size", type=int, default=8, help="chunks rendered at once")
   args = p.parse_args(argv)
   from audiogs_jax import evaluate
   import soundfile as sf
   try:
-    config, model, params, meta = evaluate.load_trained(args.workdir, args.checkpoint)
+    config, model, params, meta = evaluate.load_trained(args.workdir, args.checkpoint,
+                                                        scene=args.scene)
     sr = int(config.data.sample_rate)
     source = load_source(args.source, sr)
     if args.pose is not None:

@@ -12,11 +12,19 @@ The pieces, as in the Flax examples:
 - ``create_train_state(config, scene_info, key)`` and ``make_optimizer``: optax
   Adam with one learning rate per parameter field (``config.train.lr``), a
   warm-up + cosine / exponential schedule and global-norm clipping.
-- ``make_train_step(model, tx, config)``: a pure ``train_step(state, batch) ->
-  (state, metrics)``; ``make_sampled_step`` jit-compiles it once, with the state
-  donated and the batch drawn on the device from the scene's clips.
+- ``make_train_step(model, tx, config, layout)``: a pure ``train_step(state,
+  batch) -> (state, metrics)``; ``make_sampled_step`` jit-compiles it once for
+  the device mesh (``audiogs_jax.parallel``), with the state donated and the
+  batch drawn on the devices, each data shard from its own clips. One device
+  is a 1 x 1 mesh: the same code.
+- Multi-scene jobs (``--config.data.scenes=1,2,...,13``): one independent
+  state per scene, stacked along a leading scene axis (``stack_states``); the
+  step is vmapped over the scenes and the scene axis lies over the mesh's
+  ``scenes`` axis.
 - ``train_and_evaluate(config, workdir)``: the loop (progress bar, TensorBoard
-  and ``metrics.jsonl`` logs, periodic validation, orbax checkpoints, resume).
+  and ``metrics.jsonl`` logs, periodic validation, orbax checkpoints, resume);
+  across several processes (``jax.distributed``) every process runs it, and
+  only process 0 logs and prints.
 """
 
 from __future__ import annotations
@@ -40,10 +48,12 @@ from audiogs_jax import checkpoint as ckpt_lib
 from audiogs_jax import config as config_lib
 from audiogs_jax import dataset
 from audiogs_jax import dsp
+from audiogs_jax import parallel
 from audiogs_jax.models import SceneInfo, get_model
 
-__all__ = ["TrainState", "create_train_state", "make_optimizer", "make_train_step",
-           "make_sampled_step", "predict_waveforms", "train_and_evaluate", "main"]
+__all__ = ["TrainState", "create_train_state", "stack_states", "scene_state_axes",
+           "make_optimizer", "make_train_step", "make_sampled_step", "predict_waveforms",
+           "train_and_evaluate", "main"]
 
 
 @struct.dataclass
@@ -102,6 +112,20 @@ def create_train_state(config, scene_info: SceneInfo, key: jax.Array,
   return state, tx
 
 
+def scene_state_axes() -> TrainState:
+  """``vmap`` axes of a multi-scene state: parameters, optimiser state and
+  normalisation factor stacked along axis 0; step and RNG key shared."""
+  return TrainState(step=None, params=0, opt_state=0, rng=None, norm_factor=0)
+
+
+def stack_states(states: list) -> TrainState:
+  """One multi-scene state (host numpy) from per-scene states made with the
+  same config and seed (their step and RNG key are equal; the first's kept)."""
+  host = jax.device_get(states)
+  stacked = jax.tree.map(lambda *xs: np.stack(xs), *host)
+  return stacked.replace(step=host[0].step, rng=host[0].rng)
+
+
 # ----------------------------------------------------------------------------- steps
 
 def _global_norm(tree):
@@ -109,14 +133,32 @@ def _global_norm(tree):
   return norm(tree) if norm is not None else optax.global_norm(tree)
 
 
-def make_train_step(model, tx, config):
+def make_train_step(model, tx, config, layout: Optional[parallel.Layout] = None):
   """``train_step(state, batch) -> (state, metrics)``, pure, not yet jitted.
 
-  ``batch``: ``poses [B,4,4]``, ``source_tf [B,T,F]``, ``target_tf [B,2,T,F]``.
+  ``batch``: ``poses [B,4,4]``, ``source_tf [B,T,F]``, ``target_tf [B,2,T,F]``
+  (one scene). With a ``layout`` whose ``data`` axis has D > 1 devices the
+  batch is rendered as D slices of B / D clips (vmapped, the slice axis over
+  ``data``: every device renders its own clips; XLA all-reduces the
+  gradients); the loss is the same mean over the whole batch. With Gaussian
+  sharding the state's padded Gaussian axes are cut back before rendering.
   """
+  d = 1 if layout is None else layout.data_shards
+  unpad = (lambda p: p) if layout is None else layout.unpad
+
+  def render(params, poses, source_tf):
+    if d == 1:
+      return model.render(params, poses, source_tf, config)
+    split = lambda x: jax.lax.with_sharding_constraint(
+        x.reshape((d, x.shape[0] // d) + x.shape[1:]),
+        jax.sharding.NamedSharding(layout.mesh, layout.batch_spec(x.ndim + 1)))
+    pred = jax.vmap(lambda p, s: model.render(params, p, s, config),
+                    spmd_axis_name="data")(split(poses), split(source_tf))
+    return pred.reshape((-1,) + pred.shape[2:])
 
   def loss_fn(params, batch):
-    pred = model.render(params, batch["poses"], batch["source_tf"], config)
+    params = unpad(params)
+    pred = render(params, batch["poses"], batch["source_tf"])
     return model.loss(params, pred, batch["target_tf"], batch["source_tf"], config)
 
   def train_step(state: TrainState, batch):
@@ -129,22 +171,44 @@ def make_train_step(model, tx, config):
   return train_step
 
 
-def make_sampled_step(model, tx, config):
-  """Jitted ``step(state, data) -> (state, metrics)`` drawing its batch on device.
+def make_sampled_step(model, tx, config, layout: Optional[parallel.Layout] = None,
+                      state: Optional[TrainState] = None,
+                      data: Optional[dataset.ClipShards] = None):
+  """Jitted ``step(state, data: ClipShards) -> (state, metrics)`` drawing its
+  batch on the devices (``dataset.sample_shards``).
 
   The batch key is ``fold_in(state.rng, state.step)``: the data order depends
-  only on the seed and the step, so a resumed run sees the same batches.
+  only on the seed, the step and the number of data shards, so a resumed run
+  sees the same batches. With a ``layout`` (and the ``state`` and ``data``
+  it will be called with, for their shardings) the step is compiled once for
+  that mesh, the state sharded by ``layout.state_shardings`` and the metrics
+  replicated; for a multi-scene layout the step is vmapped over the scenes
+  and every metric is ``[S]``. Without one, a plain single-scene ``jit``.
   """
-  train_step = make_train_step(model, tx, config)
+  train_step = make_train_step(model, tx, config, layout)
   batch_size = int(config.train.batch_size)
+  frame_roll = bool(config.train.get("frame_roll", False))
 
-  def step(state: TrainState, data: dataset.DeviceData):
+  def scene_step(state: TrainState, data: dataset.ClipShards):
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-    batch = dataset.sample_batch(data, key, batch_size,
-                                 frame_roll=bool(config.train.get("frame_roll", False)))
+    batch = dataset.sample_shards(data, key, batch_size, frame_roll=frame_roll)
+    if layout is not None and layout.data_shards > 1:
+      batch = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(
+          x, jax.sharding.NamedSharding(layout.mesh, layout.batch_spec(x.ndim))), batch)
+    batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
     return train_step(state, batch)
 
-  return jax.jit(step, donate_argnums=0)
+  if layout is None:
+    return jax.jit(scene_step, donate_argnums=0)
+  step = scene_step
+  if layout.num_scenes:
+    axes = scene_state_axes()
+    step = jax.vmap(scene_step, in_axes=(axes, 0), out_axes=(axes, 0),
+                    spmd_axis_name="scenes")
+  state_sh = layout.state_shardings(state, tx)
+  data_sh = jax.tree.map(lambda x: layout.clip_sharding(x.ndim), data)
+  return jax.jit(step, donate_argnums=0, in_shardings=(state_sh, data_sh),
+                 out_shardings=(state_sh, layout.replicated))
 
 
 def make_predict(model, config):
@@ -193,10 +257,44 @@ def scene_info_of(scene, config) -> SceneInfo:
 
 
 def scene_info_from_meta(meta: dict) -> SceneInfo:
+  """``SceneInfo`` of a single-scene checkpoint's meta (or of one entry of a
+  multi-scene checkpoint's ``meta["per_scene"]``)."""
   s = dict(meta["scene_info"])
   return SceneInfo(num_freqs=int(s["num_freqs"]), num_frames=int(s["num_frames"]),
                    sample_rate=int(s["sample_rate"]), center=tuple(s["center"]),
                    metres_per_unit=s.get("metres_per_unit"), source_mag=None)
+
+
+def scene_meta(scene, info: SceneInfo) -> dict:
+  """What a checkpoint records about one scene (evaluate/render need it)."""
+  return {"norm_factor": float(scene.norm_factor),
+          "scene_info": {"num_freqs": info.num_freqs, "num_frames": info.num_frames,
+                         "sample_rate": info.sample_rate, "center": list(info.center),
+                         "metres_per_unit": info.metres_per_unit},
+          "clip_length": scene.clip_length,
+          "source_position": (None if scene.source_position is None
+                              else [float(v) for v in scene.source_position]),
+          "scene_meta": scene.meta}
+
+
+def state_template(config, meta: dict):
+  """Abstract ``TrainState`` (shapes and dtypes) of a workdir's checkpoint,
+  single- or multi-scene, from its meta."""
+  def one(m):
+    info = scene_info_from_meta(m)
+    return jax.eval_shape(lambda k: create_train_state(config, info, k)[0],
+                          jax.random.PRNGKey(0))
+  if not meta.get("scenes"):
+    return one(meta)
+  states = [one(m) for m in meta["per_scene"]]
+  stacked = jax.tree.map(
+      lambda *xs: jax.ShapeDtypeStruct((len(xs),) + xs[0].shape, xs[0].dtype), *states)
+  return stacked.replace(step=states[0].step, rng=states[0].rng)
+
+
+def scene_params(params, index: int):
+  """One scene's parameters from a multi-scene (stacked) parameter tree."""
+  return jax.tree.map(lambda x: x[index], params)
 
 
 def best_metric_name(config) -> str:
@@ -204,7 +302,7 @@ def best_metric_name(config) -> str:
 
 
 def _is_main() -> bool:
-  return jax.process_index() == 0
+  return parallel.is_main()
 
 
 class _Logger:
@@ -255,39 +353,104 @@ def validate(model, params, eval_data, scene, config, predict) -> dict:
 
 # ----------------------------------------------------------------------------- main loop
 
+class _Scenes:
+  """The scenes of a job, read lazily and kept: ``configs[i]`` is scene i's
+  single-scene config (one config, the job's own, for a single-scene job)."""
+
+  def __init__(self, config, progress: bool):
+    self.ids = dataset.scene_ids(config)
+    self.configs = ([dataset.scene_config(config, s) for s in self.ids]
+                    if self.ids else [config])
+    self.progress = progress
+    self._cache = {}
+
+  def __len__(self) -> int:
+    return len(self.configs)
+
+  def split(self, i: int, name: str):
+    if (i, name) not in self._cache:
+      self._cache[(i, name)] = dataset.load_split(self.configs[i], name,
+                                                  progress=self.progress)
+    return self._cache[(i, name)]
+
+
+def _host_state(config, model, scenes: _Scenes, train_split: str):
+  """Initial host state (stacked for several scenes), optimiser and meta."""
+  states, metas = [], []
+  tx = None
+  for i, c in enumerate(scenes.configs):
+    scene = scenes.split(i, train_split)
+    info = scene_info_of(scene, c)
+    st, tx = create_train_state(c, info, jax.random.PRNGKey(int(config.seed)),
+                                norm_factor=scene.norm_factor)
+    states.append(jax.device_get(st))
+    metas.append({"scene": str(c.data.scene), **scene_meta(scene, info)})
+  if not scenes.ids:
+    return states[0], tx, {"model": config.model.name,
+                           **{k: v for k, v in metas[0].items() if k != "scene"}}
+  meta = {"model": config.model.name, "scenes": list(scenes.ids), "per_scene": metas,
+          "clip_length": metas[0]["clip_length"]}
+  return stack_states(states), tx, meta
+
+
+def _validate_all(model, scenes: _Scenes, eval_data: list, params_of, params, config,
+                  predict) -> dict:
+  """Validation metrics; for several scenes, ``metric/scene_<id>`` per scene
+  and ``metric`` their mean. Every process computes them (the same values);
+  process 0 logs them."""
+  vals = []
+  for i, c in enumerate(scenes.configs):
+    p = parallel.local_copy(params_of(params, i))
+    vals.append(validate(model, p, eval_data[i], scenes.split(i, c.data.eval_split), c,
+                         predict))
+  if not scenes.ids:
+    return vals[0]
+  out = {k: float(np.mean([v[k] for v in vals])) for k in vals[0]}
+  for sid, v in zip(scenes.ids, vals):
+    out.update({f"{k}/scene_{sid}": x for k, x in v.items()})
+  return out
+
+
+def _scalars(metrics: dict, ids: list) -> dict:
+  """Logged training scalars: as they are for one scene; for several, the mean
+  over scenes and ``name/scene_<id>`` per scene."""
+  m = {k: np.asarray(v) for k, v in metrics.items()}
+  if not ids:
+    return {k: float(v) for k, v in m.items()}
+  out = {k: float(np.mean(v)) for k, v in m.items()}
+  for k, v in m.items():
+    out.update({f"{k}/scene_{sid}": float(x) for sid, x in zip(ids, v)})
+  return out
+
+
 def train_and_evaluate(config, workdir, *, evaluate_at_end: bool = True,
                        progress: bool = True) -> TrainState:
-  """Train (resuming from ``workdir`` when it has a checkpoint), then evaluate."""
+  """Train (resuming from ``workdir`` when it has a checkpoint), then evaluate.
+
+  Runs on every device JAX sees, laid out by ``config.mesh``; with several
+  processes (``jax.distributed``) every process calls it. Returns the final
+  state (global arrays; for Gaussian sharding, still padded).
+  """
   from tqdm import tqdm
 
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   model = get_model(config.model.name)
+  scenes = _Scenes(config, progress and _is_main())
+  train_split, eval_split = config.data.train_split, config.data.eval_split
+  layout = parallel.make_layout(config, len(scenes.ids), model)
 
-  train_scene = dataset.load_split(config, config.data.train_split, progress=progress)
-  eval_scene = dataset.load_split(config, config.data.eval_split, progress=progress)
-  info = scene_info_of(train_scene, config)
-  train_data = dataset.to_device(train_scene, config)
-  eval_data = dataset.to_device(eval_scene, config)
-
-  state, tx = create_train_state(config, info, jax.random.PRNGKey(int(config.seed)),
-                                 norm_factor=train_scene.norm_factor)
-  meta = {"norm_factor": float(train_scene.norm_factor), "model": config.model.name,
-          "scene_info": {"num_freqs": info.num_freqs, "num_frames": info.num_frames,
-                         "sample_rate": info.sample_rate, "center": list(info.center),
-                         "metres_per_unit": info.metres_per_unit},
-          "clip_length": train_scene.clip_length,
-          "source_position": (None if train_scene.source_position is None
-                              else [float(v) for v in train_scene.source_position]),
-          "scene_meta": train_scene.meta}
+  host, tx, meta = _host_state(config, model, scenes, train_split)
+  layout = layout.for_params(host.params)
   ckpt = ckpt_lib.Checkpointer(workdir, keep=int(config.train.keep))
   start = ckpt.latest_step()
   if start is not None:
     try:
-      state, _ = ckpt.restore(state, start)
+      restored, _ = ckpt.restore(host, start, sharding=layout.replicated)
     except ckpt_lib.CheckpointError:
       ckpt.close()
       raise
+    host = jax.device_get(parallel.local_copy(restored))
     if _is_main():
       print(f"resuming from {workdir}/checkpoints/{start}", file=sys.stderr)
   # Saved once the config is known to fit the workdir's checkpoints, so that a
@@ -295,15 +458,31 @@ def train_and_evaluate(config, workdir, *, evaluate_at_end: bool = True,
   if _is_main():
     config_lib.save_config(config, workdir / "config.json")
 
-  step_fn = make_sampled_step(model, tx, config)
+  step = int(host.step)
+  padded = layout.pad_state(host, tx)
+  state = parallel.put_global(padded, layout.state_shardings(padded, tx))
+  del host, padded
+  train_data = dataset.shard_clips(lambda i: scenes.split(i, train_split),
+                                   len(scenes.ids), config, layout)
+  eval_data = [dataset.to_device(scenes.split(i, eval_split), c)
+               for i, c in enumerate(scenes.configs)]
+
+  step_fn = make_sampled_step(model, tx, config, layout, state, train_data)
   predict = make_predict(model, config)
+  # One scene's unpadded parameters, replicated on every device (validation).
+  pick = (lambda p, i: p) if not scenes.ids else (
+      lambda p, i: jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, i, 0, False), p))
+  params_of = jax.jit(lambda p, i: layout.unpad(pick(p, i)),
+                      out_shardings=layout.replicated)
+  # The checkpointed state: unpadded (the identity without Gaussian sharding).
+  to_save = ((lambda s: s) if not layout.shard_gaussians else
+             jax.jit(lambda s: layout.unpad_state(s, tx)))
   logger = _Logger(workdir)
   total = int(config.train.steps)
   log_every = max(int(config.train.log_every), 1)
   eval_every = int(config.train.eval_every)
   ckpt_every = max(int(config.train.checkpoint_every), 1)
   best_name = best_metric_name(config)
-  step = int(state.step)
 
   interrupted = {"flag": False}
 
@@ -325,29 +504,33 @@ def train_and_evaluate(config, workdir, *, evaluate_at_end: bool = True,
       step += 1
       bar.update(1)
       if step % log_every == 0 or step == total:
-        m = jax.device_get(m)
+        m = jax.device_get(parallel.local_copy(m))
         now = time.perf_counter()
         rate = (step - s_last) / max(now - t_last, 1e-9)
         t_last, s_last = now, step
-        scalars = {k: float(v) for k, v in m.items()}
+        scalars = _scalars(m, scenes.ids)
         scalars["steps_per_s"] = rate
         logger.write(step, scalars)
         bar.set_postfix(loss=f"{scalars['loss']:.4g}", steps_s=f"{rate:.1f}")
       if eval_every > 0 and (step % eval_every == 0 or step == total):
-        val = validate(model, state.params, eval_data, eval_scene, config, predict)
-        logger.write(step, val, prefix=config.data.eval_split)
-        ckpt.save(step, state, {**meta, "step": step, "val": val},
+        val = _validate_all(model, scenes, eval_data, params_of, state.params, config,
+                            predict)
+        logger.write(step, val, prefix=eval_split)
+        ckpt.save(step, to_save(state), {**meta, "step": step, "val": val},
                   score=val[best_name], best=True)
-        bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
+        if _is_main():
+          bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()
+                                                 if "/scene_" not in k))
       if step % ckpt_every == 0 or step == total:
-        ckpt.save(step, state, {**meta, "step": step})
+        ckpt.save(step, to_save(state), {**meta, "step": step})
   except KeyboardInterrupt:
     interrupted["flag"] = True
   finally:
     bar.close()
     if interrupted["flag"] and step > (ckpt.latest_step() or 0):
-      ckpt.save(step, state, {**meta, "step": step})
-      print(f"interrupted: saved step {step} to {workdir}/checkpoints", file=sys.stderr)
+      ckpt.save(step, to_save(state), {**meta, "step": step})
+      if _is_main():
+        print(f"interrupted: saved step {step} to {workdir}/checkpoints", file=sys.stderr)
     ckpt.wait()
     ckpt.close()
     logger.close()
@@ -357,8 +540,12 @@ def train_and_evaluate(config, workdir, *, evaluate_at_end: bool = True,
   if interrupted["flag"]:
     raise SystemExit(130)
   if evaluate_at_end and _is_main():
-    from audiogs_jax import evaluate
-    evaluate.evaluate_workdir(workdir, split=config.data.eval_split, progress=progress)
+    if jax.process_count() > 1:  # evaluation is single-process work
+      print(f"trained on {jax.process_count()} processes; evaluate with: python -m "
+            f"audiogs_jax.evaluate --workdir {workdir}", file=sys.stderr)
+    else:
+      from audiogs_jax import evaluate
+      evaluate.evaluate_workdir(workdir, split=eval_split, progress=progress)
   return state
 
 
@@ -379,6 +566,18 @@ def _parser() -> argparse.ArgumentParser:
                       "(default: the config's workdir, runs/<name>)")
   p.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
   p.add_argument("--no-progress", action="store_true", help="no progress bars")
+  g = p.add_argument_group(
+      "multi-process (jax.distributed)",
+      "Started automatically when JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and "
+      "JAX_PROCESS_ID are set, or in a multi-task SLURM / Open MPI job or on a "
+      "multi-host Cloud TPU; these flags set it explicitly.")
+  g.add_argument("--distributed", action="store_true",
+                 help="call jax.distributed.initialize() and let JAX detect the cluster "
+                      "(Cloud TPU pod, SLURM, Open MPI)")
+  g.add_argument("--coordinator-address", default=None,
+                 help="host:port of process 0's coordinator")
+  g.add_argument("--num-processes", type=int, default=None, help="number of processes")
+  g.add_argument("--process-id", type=int, default=None, help="this process's index")
   return p
 
 
@@ -401,6 +600,8 @@ def main(argv=None) -> int:
   except config_lib.ConfigError as e:
     config_lib.error_exit(str(e))
   workdir = args.workdir or cfg.workdir
+  parallel.initialize_distributed(args.coordinator_address, args.num_processes,
+                                  args.process_id, auto=args.distributed)
   from audiogs_jax.data.scene import DataError
   try:
     train_and_evaluate(cfg, workdir, evaluate_at_end=not args.no_eval,

@@ -20,7 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.kind = "synthetic"          # synthetic | rwavs | replay_nvas
   c.data.root = ""                   # release root (rwavs / replay_nvas); cache dir for synthetic
   c.data.scene = "1"                 # scene id (rwavs), scene name (replay_nvas)
-  c.data.scenes = ""                 # comma-separated scene list (multi-scene jobs)
+  c.data.scenes = ""                 # "1,2,...,13": one model per scene, trained in one job
   c.data.clip = "centered"           # centered (AV-NeRF) | preceding (AV-Cloud)
   c.data.sample_rate = 22050
   c.data.clip_seconds = 1.0
@@ -35,7 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.synth.rt60 = 0.4
   c.data.synth.signal = "speech"
   c.data.synth.trajectory = "random_walk"
-  c.data.synth.seed = 0
+  c.data.synth.seed = 0              # scene k (numeric id) is simulated with seed + k - 1
   c.data.synth.head_radius = 0.0875
 
   # --- model -------------------------------------------------------------
@@ -72,6 +72,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.loss.log_mag_weight = 0.0
   c.loss.phase_weight = 0.1
   c.loss.env_weight = 0.0
+  c.loss.frame_tie_weight = 0.0      # AudioGS: pull each bin's T frames together (losses.frame_tie)
 
   # --- optimisation ------------------------------------------------------
   c.train = ml_collections.ConfigDict()
@@ -103,8 +104,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.dpam = True                 # used only when the dpam extra is installed
   c.eval.checkpoint = "latest"       # latest | best
 
-  # --- devices (see issue: scale out) ------------------------------------
+  # --- devices (audiogs_jax.parallel) -------------------------------------
   c.mesh = ml_collections.ConfigDict()
-  c.mesh.data = -1                   # -1: all devices on the data axis
-  c.mesh.scenes = 1
+  c.mesh.data = -1                   # devices splitting each batch; -1: all the rest
+  c.mesh.scenes = 1                  # devices splitting the scenes of a multi-scene job
+  c.mesh.shard_gaussians = False     # split Gaussians (and Adam state) over the data axis
   return c

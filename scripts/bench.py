@@ -3,14 +3,24 @@
     python scripts/bench.py                      # render + train step, AudioGS (+ Audio 3DGS)
     python scripts/bench.py --quick              # fewer repeats
     python scripts/bench.py --out bench.json
+    python scripts/bench.py --scaling [--quick]  # train step vs devices, batch, clip length
 
 Render: one 1-s binaural clip at 22050 Hz (F = 257, T = 173, N = 44,461
 Gaussians), batches of 1 and 32 poses, after compilation; the time includes the
 ISTFT to waveforms. Two paths are timed: from the ``Gaussians`` pytree (the
 re-layout to frames-major planes fused into the call) and from ``Planes``
-prepared once per scene (``render.prepare``), the inference path. Memory: the
+prepared once per scene (``render.prepare``), the inference path, for batch
+32 also in chunks of 8 poses (``render_waveform_batch(..., chunk_size=8)``)
+and with ``runtime.tune_host_allocator()``: ``interleaved_ms_per_clip`` holds
+the four combinations, timed interleaved (same machine load). Memory: the
 compiled program's temporary + output bytes (XLA memory analysis), and the
 device's peak bytes in use where the backend reports it (GPU/TPU).
+
+``--scaling``: the AudioGS train step (``train.make_sampled_step`` on a
+``parallel.Layout``) against the number of devices (data parallel; on CPU
+forced host devices, one subprocess per count, which share the CPU's cores;
+on GPU/TPU the first 1, 2, 4 real devices), the batch size and the clip
+length (1, 2, 4 s: 44,461, 88,665 and 177,330 Gaussians).
 
 Runs on whatever device JAX finds. Timings are medians of repeated runs; the
 machine may be noisy, so compare ratios measured in one run.
@@ -34,9 +44,11 @@ sys.path.insert(0, str(ROOT))
 
 from audiogs_jax import dsp, geometry  # noqa: E402
 from audiogs_jax import render as render_lib  # noqa: E402
+from audiogs_jax import runtime  # noqa: E402
 from audiogs_jax.gaussians import init_gaussians  # noqa: E402
 
 SR, F, T, L = 22050, 257, 173, 22050
+CHUNK = 8  # poses per lax.map step in the chunked inference path
 
 
 def _time(fn, *args, repeats: int) -> tuple[float, float]:
@@ -98,13 +110,37 @@ def bench_render(batches=(1, 32), repeats: int = 20, sh_degree: int = 2) -> list
       return render_lib.render_waveform_batch(planes, poses, src_tf, cfg, length=L,
                                               frames_major=True)
 
+    @jax.jit
+    def from_planes_chunked(planes, poses, src_tf):
+      return render_lib.render_waveform_batch(planes, poses, src_tf, cfg, length=L,
+                                              frames_major=True, chunk_size=CHUNK)
+
     prep = jax.jit(render_lib.prepare, static_argnums=1)
     planes = jax.block_until_ready(prep(g, cfg))
     c1, t1 = _time(from_gaussians, g, poses, src_tf, repeats=repeats)
     c2, t2 = _time(from_planes, planes, poses, src_tf, repeats=repeats)
+    extra = {}
+    if b > CHUNK:
+      # The inference-path variants, timed interleaved so that they see the same
+      # machine load: whole batch vs chunks of CHUNK poses, each with glibc's
+      # default mmap threshold and with runtime.tune_host_allocator().
+      c3, _ = _time(from_planes_chunked, planes, poses, src_tf, repeats=1)
+      variants = {"whole": from_planes, "chunked": from_planes_chunked}
+      ts = {(k, a): [] for k in variants for a in ("default", "tuned")}
+      for _ in range(repeats):
+        for (k, a), lst in ts.items():
+          (runtime.tune_host_allocator if a == "tuned" else runtime.restore_host_allocator)()
+          jax.block_until_ready(variants[k](planes, poses, src_tf))  # allocator warm-up
+          t0 = time.perf_counter()
+          jax.block_until_ready(variants[k](planes, poses, src_tf))
+          lst.append(time.perf_counter() - t0)
+      runtime.restore_host_allocator()
+      extra = {"chunk_size": CHUNK, "compile_s_chunked": c3,
+               "interleaved_ms_per_clip": {f"{k}_{a}_alloc": 1e3 * float(np.median(v)) / b
+                                           for (k, a), v in ts.items()}}
     _, tp = _time(prep, g, cfg, repeats=repeats)
     out.append({"model": "audiogs", "batch": b, "sh_degree": sh_degree,
-                "ms_per_clip": 1e3 * t2 / b, "compile_s": c2,
+                "ms_per_clip": 1e3 * t2 / b, "compile_s": c2, **extra,
                 "ms_per_clip_from_gaussians": 1e3 * t1 / b, "compile_s_from_gaussians": c1,
                 "prepare_ms": 1e3 * tp, "num_gaussians": F * T,
                 **_memory(from_planes, planes, poses, src_tf)})
@@ -135,9 +171,10 @@ def bench_train_step(batch: int = 8, repeats: int = 10) -> list:
     _, poses, src_tf = _scene(jax.random.PRNGKey(1), n)
     rng = np.random.default_rng(1)
     tgt = rng.standard_normal((n, 2, L)).astype(np.float32)
-    data = dataset.DeviceData(poses=poses, source_tf=src_tf,
-                              target_tf=dsp.stft_frames(jnp.asarray(tgt)),
-                              source=jnp.zeros((n, L)), target=jnp.asarray(tgt))
+    # All n clips in one data shard (one device), as the training loop lays them out.
+    data = dataset.ClipShards(poses=poses[None], source_tf=src_tf[None],
+                              target_tf=dsp.stft_frames(jnp.asarray(tgt))[None],
+                              count=jnp.asarray([n], jnp.int32))
     step = train_lib.make_sampled_step(model, tx, cfg)
     t0 = time.perf_counter()
     state, m = step(state, data)
@@ -155,14 +192,142 @@ def bench_train_step(batch: int = 8, repeats: int = 10) -> list:
   return out
 
 
+# ----------------------------------------------------------------------------- --scaling
+
+SCALING_NOTE = (
+    "AudioGS train step (sample a batch on the devices, forward, custom backward, "
+    "Adam), default config, one random 16-clip scene; data-parallel over a mesh of "
+    "`devices` (all on the data axis, Gaussians replicated). Medians after "
+    "compilation. On CPU the devices are forced host devices "
+    "(--xla_force_host_platform_device_count) sharing the machine's cores: "
+    "device-count rows there show the cost of the sharded program, not a speed-up.")
+
+
+def _scaling_row(devices: int, batch: int, seconds: float, repeats: int) -> dict:
+  """ms per train step on the first ``devices`` devices of this process."""
+  from audiogs_jax import config as config_lib
+  from audiogs_jax import dataset, parallel
+  from audiogs_jax import train as train_lib
+  from audiogs_jax.data.scene import SceneData
+  from audiogs_jax.models import get_model
+  cfg = config_lib.load_config_file(ROOT / "configs" / "default.py")
+  cfg.train.batch_size = batch
+  cfg.model.metres_per_unit = 1.0
+  cfg.mesh.data = devices
+  length = int(round(SR * seconds))
+  n = 16
+  rng = np.random.default_rng(0)
+  poses = np.stack([geometry.yaw_pose(rng.uniform(-1, 1, 3), rng.uniform(0, 6.28))
+                    for _ in range(n)]).astype(np.float32)
+  scene = SceneData(binaural=0.1 * rng.standard_normal((n, 2, length)),
+                    source=0.1 * rng.standard_normal((n, length)), poses=poses,
+                    times=np.arange(n, dtype=np.float64), sample_rate=SR,
+                    clip_ids=[str(i) for i in range(n)])
+  model = get_model("audiogs")
+  layout = parallel.make_layout(cfg, 0, model, devices=jax.devices()[:devices])
+  info = train_lib.scene_info_of(scene, cfg)
+  host, tx = train_lib.create_train_state(cfg, info, jax.random.PRNGKey(0))
+  host = jax.device_get(host)
+  state = parallel.put_global(host, layout.state_shardings(host, tx))
+  data = dataset.shard_clips(lambda i: scene, 0, cfg, layout)
+  step = train_lib.make_sampled_step(model, tx, cfg, layout, state, data)
+  t0 = time.perf_counter()
+  state, m = step(state, data)
+  jax.block_until_ready(m)
+  compile_s = time.perf_counter() - t0
+  ts = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    state, m = step(state, data)
+    jax.block_until_ready(m)
+    ts.append(time.perf_counter() - t0)
+  ms = 1e3 * float(np.median(ts))
+  return {"devices": devices, "batch": batch, "clip_seconds": seconds,
+          "frames": info.num_frames, "num_gaussians": info.num_frames * info.num_freqs,
+          "ms_per_step": ms, "clips_per_s": 1e3 * batch / ms, "compile_s": compile_s}
+
+
+def _scaling_plan(devices: list, batches: list, seconds: list) -> list:
+  """(devices, batch, clip seconds) points: a device sweep at the first batch size
+  and clip length, then batch and clip-length sweeps on one device."""
+  b0, s0 = batches[0], seconds[0]
+  plan = [(d, b0, s0) for d in devices]
+  plan += [(devices[0], b, s0) for b in batches if b != b0]
+  plan += [(devices[0], b0, s) for s in seconds if s != s0]
+  return plan
+
+
+def bench_scaling(devices: list, batches: list, seconds: list, repeats: int) -> dict:
+  """Train-step time against device count, batch size and Gaussians (clip length).
+
+  On CPU each device count runs in a subprocess with that many forced host
+  devices; on GPU/TPU the rows use the first 1, 2, 4... real devices.
+  """
+  import os
+  import subprocess
+  plan = _scaling_plan(devices, batches, seconds)
+  platform = jax.devices()[0].platform
+  rows = []
+  if platform == "cpu":
+    for d in sorted({p[0] for p in plan}):
+      points = [p for p in plan if p[0] == d]
+      env = dict(os.environ)
+      env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
+                          f" --xla_force_host_platform_device_count={d}").strip()
+      spec = json.dumps({"points": points, "repeats": repeats})
+      r = subprocess.run([sys.executable, __file__, "--scaling-worker", spec], env=env,
+                         capture_output=True, text=True, check=False)
+      if r.returncode != 0:
+        raise RuntimeError(f"scaling worker ({d} devices) failed:\n{r.stderr[-3000:]}")
+      rows += json.loads(r.stdout.strip().splitlines()[-1])
+  else:
+    usable = [p for p in plan if p[0] <= jax.device_count()]
+    rows = [_scaling_row(d, b, s, repeats) for d, b, s in usable]
+  d0, b0, s0 = devices[0], batches[0], seconds[0]
+  return {
+      "mode": "scaling", "platform": platform,
+      "device_kind": jax.devices()[0].device_kind, "jax": jax.__version__,
+      "host_cpus": os.cpu_count(), "repeats": repeats, "note": SCALING_NOTE,
+      "vs_devices": [r for r in rows if r["batch"] == b0 and r["clip_seconds"] == s0],
+      "vs_batch": [r for r in rows if r["devices"] == d0 and r["clip_seconds"] == s0],
+      "vs_clip_seconds": [r for r in rows if r["devices"] == d0 and r["batch"] == b0],
+  }
+
+
+def _ints(text: str) -> list:
+  return [int(v) for v in text.split(",") if v]
+
+
 def main(argv=None) -> int:
+  argv = sys.argv[1:] if argv is None else list(argv)
+  if argv[:1] == ["--scaling-worker"]:  # one process of --scaling (CPU)
+    spec = json.loads(argv[1])
+    rows = [_scaling_row(d, b, s, spec["repeats"]) for d, b, s in spec["points"]]
+    print(json.dumps(rows))
+    return 0
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--scaling", action="store_true",
+                 help="only: train-step time against device count, batch size and "
+                      "clip length (number of Gaussians)")
+  p.add_argument("--devices", default="1,2,4", help="--scaling device counts")
+  p.add_argument("--batches", default="8,4,16", help="--scaling batch sizes (first: "
+                 "the one of the device and clip-length sweeps)")
+  p.add_argument("--seconds", default="1,2,4", help="--scaling clip lengths in seconds")
   p.add_argument("--quick", action="store_true", help="fewer repeats")
   p.add_argument("--out", default=None, help="also write the JSON here")
   p.add_argument("--no-train", action="store_true", help="render only")
   p.add_argument("--no-audio3dgs", action="store_true", help="skip the U-Net model")
   args = p.parse_args(argv)
   reps = 5 if args.quick else 20
+  if args.scaling:
+    result = bench_scaling(_ints(args.devices), _ints(args.batches),
+                           [float(v) for v in args.seconds.split(",") if v],
+                           repeats=3 if args.quick else 10)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+      pathlib.Path(args.out).write_text(text)
+    return 0
   d = jax.devices()[0]
   result = {"device": f"{d.platform}:{d.device_kind}", "num_devices": jax.device_count(),
             "jax": jax.__version__, "render": bench_render(repeats=reps)}

@@ -387,9 +387,14 @@ def _waveform_paths(g, poses, x):
   src, src_tf = dsp.stft(x, **kw), dsp.stft_frames(x, **kw)
   default = render.render_waveform_batch(g, poses, src, TINY, TINY_LEN)
   fmajor = render.render_waveform_batch(g, poses, src_tf, TINY, TINY_LEN, frames_major=True)
+  # 3 poses in chunks of 2: one padded chunk, outputs trimmed; shared source too.
+  chunked = render.render_waveform_batch(g, poses, src_tf, TINY, TINY_LEN, frames_major=True,
+                                         chunk_size=2)
+  shared = render.render_waveform_batch(g, poses, src_tf[0], TINY, TINY_LEN, frames_major=True,
+                                        chunk_size=2)
   singles = jnp.stack([render.render_waveform(g, poses[i], src[i], TINY, TINY_LEN)
                        for i in range(poses.shape[0])])
-  return src, src_tf, default, fmajor, singles
+  return src, src_tf, default, fmajor, singles, chunked, shared
 
 
 def test_waveform_paths_agree():
@@ -398,12 +403,17 @@ def test_waveform_paths_agree():
   g = _tiny_gaussians(seed=13)
   poses = _tiny_poses(3, seed=6)
   x = jnp.asarray(np.random.default_rng(9).standard_normal((3, TINY_LEN)), jnp.float32)
-  src, src_tf, default, fmajor, singles = map(np.asarray, _waveform_paths(g, poses, x))
+  src, src_tf, default, fmajor, singles, chunked, shared = map(
+      np.asarray, _waveform_paths(g, poses, x))
   assert src.shape == (3, F_T, T_T) and src_tf.shape == (3, T_T, F_T)
-  assert default.shape == fmajor.shape == singles.shape == (3, 2, TINY_LEN)
+  assert default.shape == fmajor.shape == singles.shape == chunked.shape == (3, 2, TINY_LEN)
   peak = np.abs(default).max()
   assert peak > 0
   np.testing.assert_allclose(fmajor, default, atol=1e-6 * peak)
+  np.testing.assert_allclose(chunked, default, atol=1e-6 * peak)
+  for i in range(3):  # source 0 for every pose
+    np.testing.assert_allclose(shared[i], np.asarray(render.render_waveform(
+        g, poses[i], src[0], TINY, TINY_LEN)), atol=1e-5 * peak)
   np.testing.assert_allclose(singles, default, atol=1e-5 * peak)
   # Planes prepared once (outside the render's jit), then rendered from.
   planes = _prepare(g, TINY)

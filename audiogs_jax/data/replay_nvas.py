@@ -74,94 +74,94 @@ _CV_TO_GL = np.diag([1.0, -1.0, -1.0])
 # ----------------------------------------------------------------------------- DSP
 
 def highpass(x: np.ndarray, sr: int, cutoff: float = HIGHPASS_HZ, order: int = 5) -> np.ndarray:
-    """Zero-phase Butterworth high-pass along the last axis (``sosfiltfilt``)."""
-    sos = sps.butter(order, cutoff, btype="highpass", fs=sr, output="sos")
-    return sps.sosfiltfilt(sos, np.asarray(x, dtype=np.float64), axis=-1)
+  """Zero-phase Butterworth high-pass along the last axis (``sosfiltfilt``)."""
+  sos = sps.butter(order, cutoff, btype="highpass", fs=sr, output="sos")
+  return sps.sosfiltfilt(sos, np.asarray(x, dtype=np.float64), axis=-1)
 
 
 def gcc_phat_delay(x: np.ndarray, ref: np.ndarray, max_delay: int = MAX_DELAY) -> int:
-    """Delay of ``x`` relative to ``ref`` in whole samples, by GCC-PHAT.
+  """Delay of ``x`` relative to ``ref`` in whole samples, by GCC-PHAT.
 
-    Positive when ``x`` lags ``ref``: ``x[n] ~ ref[n - d]``.
+  Positive when ``x`` lags ``ref``: ``x[n] ~ ref[n - d]``.
 
-    Args:
-      x: [T] signal.
-      ref: [T'] reference.
-      max_delay: the search is limited to |d| <= max_delay.
-    Returns:
-      d, an int in [-max_delay, max_delay].
-    """
-    x = np.asarray(x, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    n = x.shape[-1] + ref.shape[-1]
-    nfft = 1 << int(np.ceil(np.log2(max(n, 2))))
-    cross = np.fft.rfft(x, nfft) * np.conj(np.fft.rfft(ref, nfft))
-    cross /= np.maximum(np.abs(cross), 1e-12)
-    cc = np.fft.irfft(cross, nfft)
-    m = int(min(max_delay, nfft // 2 - 1))
-    window = np.concatenate([cc[-m:], cc[:m + 1]]) if m > 0 else cc[:1]
-    return int(np.argmax(window)) - m
+  Args:
+    x: [T] signal.
+    ref: [T'] reference.
+    max_delay: the search is limited to |d| <= max_delay.
+  Returns:
+    d, an int in [-max_delay, max_delay].
+  """
+  x = np.asarray(x, dtype=np.float64)
+  ref = np.asarray(ref, dtype=np.float64)
+  n = x.shape[-1] + ref.shape[-1]
+  nfft = 1 << int(np.ceil(np.log2(max(n, 2))))
+  cross = np.fft.rfft(x, nfft) * np.conj(np.fft.rfft(ref, nfft))
+  cross /= np.maximum(np.abs(cross), 1e-12)
+  cc = np.fft.irfft(cross, nfft)
+  m = int(min(max_delay, nfft // 2 - 1))
+  window = np.concatenate([cc[-m:], cc[:m + 1]]) if m > 0 else cc[:1]
+  return int(np.argmax(window)) - m
 
 
 def shift(x: np.ndarray, d: int) -> np.ndarray:
-    """Delay ``x`` (last axis) by ``d`` samples (advance if negative), zero fill."""
-    out = np.zeros_like(x)
-    if d > 0:
-        out[..., d:] = x[..., :-d]
-    elif d < 0:
-        out[..., :d] = x[..., -d:]
-    else:
-        out[...] = x
-    return out
+  """Delay ``x`` (last axis) by ``d`` samples (advance if negative), zero fill."""
+  out = np.zeros_like(x)
+  if d > 0:
+    out[..., d:] = x[..., :-d]
+  elif d < 0:
+    out[..., :d] = x[..., -d:]
+  else:
+    out[...] = x
+  return out
 
 
 # ----------------------------------------------------------------------------- metadata
 
 def parse_clip_key(key: str) -> tuple[str, str]:
-    """(scene, clip) from a metadata key: the last two path components."""
-    parts = [p for p in str(key).replace("\\", "/").rstrip("/").split("/") if p]
-    if len(parts) < 2:
-        raise ValueError(f"clip key {key!r} has no '<scene>/<clip>' components")
-    return parts[-2], parts[-1]
+  """(scene, clip) from a metadata key: the last two path components."""
+  parts = [p for p in str(key).replace("\\", "/").rstrip("/").split("/") if p]
+  if len(parts) < 2:
+    raise ValueError(f"clip key {key!r} has no '<scene>/<clip>' components")
+  return parts[-2], parts[-1]
 
 
 def _natural(s: str):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+  return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
 def camera_pose(entry: dict, path: os.PathLike | str, where: str = "") -> np.ndarray:
-    """Head-to-world [4, 4] (OpenGL columns) from a gs_cameras.json entry
-    (OpenCV camera-to-world rotation, camera centre)."""
-    pos = np.asarray(require_key(entry, "position", path, where), dtype=np.float64)
-    rot = np.asarray(require_key(entry, "rotation", path, where), dtype=np.float64)
-    if pos.size != 3 or rot.size != 9:
-        raise DataError(path, f"{where}: position must have 3 numbers and rotation 3x3, "
-                              f"found {pos.shape} and {rot.shape}")
-    pose = np.eye(4)
-    pose[:3, :3] = rot.reshape(3, 3) @ _CV_TO_GL
-    pose[:3, 3] = pos.reshape(3)
-    check_rigid(pose, path, where)
-    return pose
+  """Head-to-world [4, 4] (OpenGL columns) from a gs_cameras.json entry
+  (OpenCV camera-to-world rotation, camera centre)."""
+  pos = np.asarray(require_key(entry, "position", path, where), dtype=np.float64)
+  rot = np.asarray(require_key(entry, "rotation", path, where), dtype=np.float64)
+  if pos.size != 3 or rot.size != 9:
+    raise DataError(path, f"{where}: position must have 3 numbers and rotation 3x3, "
+                          f"found {pos.shape} and {rot.shape}")
+  pose = np.eye(4)
+  pose[:3, :3] = rot.reshape(3, 3) @ _CV_TO_GL
+  pose[:3, 3] = pos.reshape(3)
+  check_rigid(pose, path, where)
+  return pose
 
 
 def _read_cameras(root: pathlib.Path) -> dict[tuple[str, int], np.ndarray]:
-    path = root / CAMERAS_FILE
-    data = read_json(path)
-    if isinstance(data, dict):  # tolerate {"cameras": [...]}
-        data = require_key(data, "cameras", path)
-    if not isinstance(data, list):
-        raise DataError(path, f"expected a list of cameras, found {type(data).__name__}")
-    out = {}
-    for i, entry in enumerate(data):
-        where = f"entry {i}"
-        name = str(require_key(entry, "img_name", path, where))
-        scene, _, cam = name.rpartition("_")
-        try:
-            cam_id = int(os.path.splitext(cam)[0])
-        except ValueError:
-            raise DataError(path, f"{where}: img_name {name!r} is not '<scene>_<cam>'") from None
-        out[(scene, cam_id)] = camera_pose(entry, path, f"{where} ({name})")
-    return out
+  path = root / CAMERAS_FILE
+  data = read_json(path)
+  if isinstance(data, dict):  # tolerate {"cameras": [...]}
+    data = require_key(data, "cameras", path)
+  if not isinstance(data, list):
+    raise DataError(path, f"expected a list of cameras, found {type(data).__name__}")
+  out = {}
+  for i, entry in enumerate(data):
+    where = f"entry {i}"
+    name = str(require_key(entry, "img_name", path, where))
+    scene, _, cam = name.rpartition("_")
+    try:
+      cam_id = int(os.path.splitext(cam)[0])
+    except ValueError:
+      raise DataError(path, f"{where}: img_name {name!r} is not '<scene>_<cam>'") from None
+    out[(scene, cam_id)] = camera_pose(entry, path, f"{where} ({name})")
+  return out
 
 
 # ----------------------------------------------------------------------------- load
@@ -170,126 +170,126 @@ def load(root: os.PathLike | str, split: str, *, scenes: Sequence[str] | None = 
          holdout_camera: int | None = None, sample_rate: int = 16000,
          clip_seconds: float = 2.0, normalize: bool = True, every: int = 3,
          resample: bool = True, max_delay: int = MAX_DELAY) -> SceneData:
-    """Load Replay-NVAS clips.
+  """Load Replay-NVAS clips.
 
-    Args:
-      root: dataset root (holds ``v3/``, ``cam_imags/`` and the scene folders).
-      split: "train", "val" or "test".
-      scenes: scene ids to load (default: the v3 list of ``split``, keeping the
-        scenes present in the metadata); explicit scenes must all be present.
-      holdout_camera: camera id k for the held-out-camera protocol ("train": the
-        other cameras, "val"/"test": camera k); requires ``scenes``.
-      sample_rate: Hz (files at another rate are resampled unless resample=False).
-      clip_seconds: clip length.
-      normalize: divide by the max binaural clip RMS of the loaded clips (all
-        8 cameras of them with ``holdout_camera``).
-      every: keep every ``every``-th clip directory of each scene.
-      resample: see ``sample_rate``.
-      max_delay: GCC-PHAT search range in samples.
-    Returns:
-      SceneData: binaural [N, 2, L], source [N, L] (aligned to each target),
-      poses [N, 4, 4], clip_ids "<scene>/<clip>/<cam>", meta with ``scenes``,
-      ``cameras``, ``gcc_delays`` [N], ``holdout_camera``.
-    """
-    if split not in SPLIT_SCENES:
-        raise ValueError(f"split must be one of {tuple(SPLIT_SCENES)}, got {split!r}")
-    if holdout_camera is not None:
-        if scenes is None:
-            raise ValueError("holdout_camera needs scenes=[...] (the same scenes for the "
-                             "train and test sides)")
-        if int(holdout_camera) not in CAMERAS:
-            raise ValueError(f"holdout_camera must be one of {CAMERAS}, got {holdout_camera}")
-        cams: tuple[int, ...] = ((int(holdout_camera),) if split in ("val", "test") else
-                                 tuple(c for c in CAMERAS if c != int(holdout_camera)))
-    else:
-        cams = CAMERAS
-    if every < 1:
-        raise ValueError("every must be >= 1")
-    root = pathlib.Path(root)
-    sr = int(sample_rate)
-    length = int(round(clip_seconds * sr))
-
-    meta_path = root / METADATA
-    metadata = read_json(meta_path)
-    if isinstance(metadata, list):
-        keys: Iterable[str] = [str(k) for k in metadata]
-    elif isinstance(metadata, dict):
-        keys = [str(k) for k in metadata.keys()]
-    else:
-        raise DataError(meta_path, "expected a JSON object keyed by clip directory")
-    by_scene: dict[str, list[str]] = {}
-    for k in keys:
-        try:
-            sc, cl = parse_clip_key(k)
-        except ValueError as e:
-            raise DataError(meta_path, str(e)) from None
-        by_scene.setdefault(sc, [])
-        if cl not in by_scene[sc]:
-            by_scene[sc].append(cl)
-
+  Args:
+    root: dataset root (holds ``v3/``, ``cam_imags/`` and the scene folders).
+    split: "train", "val" or "test".
+    scenes: scene ids to load (default: the v3 list of ``split``, keeping the
+      scenes present in the metadata); explicit scenes must all be present.
+    holdout_camera: camera id k for the held-out-camera protocol ("train": the
+      other cameras, "val"/"test": camera k); requires ``scenes``.
+    sample_rate: Hz (files at another rate are resampled unless resample=False).
+    clip_seconds: clip length.
+    normalize: divide by the max binaural clip RMS of the loaded clips (all
+      8 cameras of them with ``holdout_camera``).
+    every: keep every ``every``-th clip directory of each scene.
+    resample: see ``sample_rate``.
+    max_delay: GCC-PHAT search range in samples.
+  Returns:
+    SceneData: binaural [N, 2, L], source [N, L] (aligned to each target),
+    poses [N, 4, 4], clip_ids "<scene>/<clip>/<cam>", meta with ``scenes``,
+    ``cameras``, ``gcc_delays`` [N], ``holdout_camera``.
+  """
+  if split not in SPLIT_SCENES:
+    raise ValueError(f"split must be one of {tuple(SPLIT_SCENES)}, got {split!r}")
+  if holdout_camera is not None:
     if scenes is None:
-        wanted = [s for s in SPLIT_SCENES[split] if s in by_scene]
-        if not wanted:
-            raise DataError(meta_path, f"none of the {split} scenes {SPLIT_SCENES[split]} "
-                                       f"is listed")
-    else:
-        wanted = [str(s) for s in scenes]
-        missing = [s for s in wanted if s not in by_scene]
-        if missing:
-            raise DataError(meta_path, f"scene(s) {missing} not listed")
+      raise ValueError("holdout_camera needs scenes=[...] (the same scenes for the "
+                       "train and test sides)")
+    if int(holdout_camera) not in CAMERAS:
+      raise ValueError(f"holdout_camera must be one of {CAMERAS}, got {holdout_camera}")
+    cams: tuple[int, ...] = ((int(holdout_camera),) if split in ("val", "test") else
+                             tuple(c for c in CAMERAS if c != int(holdout_camera)))
+  else:
+    cams = CAMERAS
+  if every < 1:
+    raise ValueError("every must be >= 1")
+  root = pathlib.Path(root)
+  sr = int(sample_rate)
+  length = int(round(clip_seconds * sr))
 
-    cameras = _read_cameras(root)
-    # In the held-out protocol the factor covers all 8 cameras of the clips, so
-    # that the train and test sides share it.
-    norm_cams = CAMERAS if holdout_camera is not None else cams
-    bins, srcs, poses, times, ids, delays = [], [], [], [], [], []
-    best_rms = 0.0
-    for sc in wanted:
-        clips = sorted(by_scene[sc], key=_natural)
-        for ci in range(0, len(clips), every):
-            clip_dir = root / sc / clips[ci]
-            near_path = clip_dir / "near.wav"
-            near = read_wav(near_path, channels=1, sample_rate=sr, resample_audio=resample)[0]
-            near = highpass(near, sr)
-            for cam in norm_cams:
-                if (sc, cam) not in cameras:
-                    raise DataError(root / CAMERAS_FILE, f"no camera '{sc}_{cam}'")
-                cam_path = clip_dir / f"{cam}.wav"
-                target = highpass(read_wav(cam_path, channels=2, sample_rate=sr,
-                                           resample_audio=resample), sr)
-                n = min(target.shape[1], near.shape[0])
-                if n < length / 2:
-                    raise DataError(cam_path, f"audio too short: {n / sr:.3f} s, the clip "
-                                              f"needs {clip_seconds:g} s")
-                m = min(n, length)
-                b = np.zeros((2, length), np.float32)
-                b[:, :m] = target[:, :m]
-                best_rms = max(best_rms, float(clip_rms(b[None])[0]))
-                if cam not in cams:
-                    continue
-                d = gcc_phat_delay(target[:, :n].mean(axis=0), near[:n], max_delay)
-                s = np.zeros((length,), np.float32)
-                s[:m] = shift(near[:n], d)[:m]
-                bins.append(b)
-                srcs.append(s)
-                poses.append(cameras[(sc, cam)])
-                times.append(ci * clip_seconds)
-                ids.append(f"{sc}/{clips[ci]}/{cam}")
-                delays.append(d)
-    if not bins:
-        raise DataError(meta_path, f"no clips selected for split {split!r}")
-    binaural = np.stack(bins)
-    norm = (best_rms if best_rms > 0 else 1.0) if normalize else 1.0
-    return SceneData(
-        binaural=binaural / norm,
-        source=np.stack(srcs) / norm,
-        poses=np.stack(poses),
-        times=np.asarray(times, dtype=np.float64),
-        sample_rate=sr,
-        norm_factor=norm,
-        source_position=None,
-        meta={"dataset": "replay_nvas", "split": split, "scenes": list(wanted),
-              "cameras": list(cams), "holdout_camera": holdout_camera, "every": every,
-              "clip_seconds": float(clip_seconds), "gcc_delays": [int(v) for v in delays]},
-        clip_ids=ids,
-    )
+  meta_path = root / METADATA
+  metadata = read_json(meta_path)
+  if isinstance(metadata, list):
+    keys: Iterable[str] = [str(k) for k in metadata]
+  elif isinstance(metadata, dict):
+    keys = [str(k) for k in metadata.keys()]
+  else:
+    raise DataError(meta_path, "expected a JSON object keyed by clip directory")
+  by_scene: dict[str, list[str]] = {}
+  for k in keys:
+    try:
+      sc, cl = parse_clip_key(k)
+    except ValueError as e:
+      raise DataError(meta_path, str(e)) from None
+    by_scene.setdefault(sc, [])
+    if cl not in by_scene[sc]:
+      by_scene[sc].append(cl)
+
+  if scenes is None:
+    wanted = [s for s in SPLIT_SCENES[split] if s in by_scene]
+    if not wanted:
+      raise DataError(meta_path, f"none of the {split} scenes {SPLIT_SCENES[split]} "
+                                 f"is listed")
+  else:
+    wanted = [str(s) for s in scenes]
+    missing = [s for s in wanted if s not in by_scene]
+    if missing:
+      raise DataError(meta_path, f"scene(s) {missing} not listed")
+
+  cameras = _read_cameras(root)
+  # In the held-out protocol the factor covers all 8 cameras of the clips, so
+  # that the train and test sides share it.
+  norm_cams = CAMERAS if holdout_camera is not None else cams
+  bins, srcs, poses, times, ids, delays = [], [], [], [], [], []
+  best_rms = 0.0
+  for sc in wanted:
+    clips = sorted(by_scene[sc], key=_natural)
+    for ci in range(0, len(clips), every):
+      clip_dir = root / sc / clips[ci]
+      near_path = clip_dir / "near.wav"
+      near = read_wav(near_path, channels=1, sample_rate=sr, resample_audio=resample)[0]
+      near = highpass(near, sr)
+      for cam in norm_cams:
+        if (sc, cam) not in cameras:
+          raise DataError(root / CAMERAS_FILE, f"no camera '{sc}_{cam}'")
+        cam_path = clip_dir / f"{cam}.wav"
+        target = highpass(read_wav(cam_path, channels=2, sample_rate=sr,
+                                   resample_audio=resample), sr)
+        n = min(target.shape[1], near.shape[0])
+        if n < length / 2:
+          raise DataError(cam_path, f"audio too short: {n / sr:.3f} s, the clip "
+                                    f"needs {clip_seconds:g} s")
+        m = min(n, length)
+        b = np.zeros((2, length), np.float32)
+        b[:, :m] = target[:, :m]
+        best_rms = max(best_rms, float(clip_rms(b[None])[0]))
+        if cam not in cams:
+          continue
+        d = gcc_phat_delay(target[:, :n].mean(axis=0), near[:n], max_delay)
+        s = np.zeros((length,), np.float32)
+        s[:m] = shift(near[:n], d)[:m]
+        bins.append(b)
+        srcs.append(s)
+        poses.append(cameras[(sc, cam)])
+        times.append(ci * clip_seconds)
+        ids.append(f"{sc}/{clips[ci]}/{cam}")
+        delays.append(d)
+  if not bins:
+    raise DataError(meta_path, f"no clips selected for split {split!r}")
+  binaural = np.stack(bins)
+  norm = (best_rms if best_rms > 0 else 1.0) if normalize else 1.0
+  return SceneData(
+      binaural=binaural / norm,
+      source=np.stack(srcs) / norm,
+      poses=np.stack(poses),
+      times=np.asarray(times, dtype=np.float64),
+      sample_rate=sr,
+      norm_factor=norm,
+      source_position=None,
+      meta={"dataset": "replay_nvas", "split": split, "scenes": list(wanted),
+            "cameras": list(cams), "holdout_camera": holdout_camera, "every": every,
+            "clip_seconds": float(clip_seconds), "gcc_delays": [int(v) for v in delays]},
+      clip_ids=ids,
+  )

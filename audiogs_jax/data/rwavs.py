@@ -49,198 +49,198 @@ SOURCE_FILE = "source_syn_re.wav"
 
 def clip_range(t: float, num_samples: int, sr: int, clip: str = "centered"
                ) -> tuple[int, int] | None:
-    """Sample range [start, end) of the clip of a frame at time ``t`` seconds,
-    or None when the convention skips it (see the module docstring)."""
-    if clip == "centered":
-        start = max(0, int(sr * (t - 0.5)))
-        end = min(int(num_samples), int(sr * (t + 0.5)))
-        if end - start < sr / 2:
-            return None
-        return start, end
-    if clip == "preceding":
-        start = max(0, int(sr * (t - 1)))
-        end = min(int(num_samples), int(sr * t))
-        if end - start <= 0:
-            return None
-        return start, end
-    raise ValueError(f"unknown clip convention {clip!r}; expected one of {CLIP_CONVENTIONS}")
+  """Sample range [start, end) of the clip of a frame at time ``t`` seconds,
+  or None when the convention skips it (see the module docstring)."""
+  if clip == "centered":
+    start = max(0, int(sr * (t - 0.5)))
+    end = min(int(num_samples), int(sr * (t + 0.5)))
+    if end - start < sr / 2:
+      return None
+    return start, end
+  if clip == "preceding":
+    start = max(0, int(sr * (t - 1)))
+    end = min(int(num_samples), int(sr * t))
+    if end - start <= 0:
+      return None
+    return start, end
+  raise ValueError(f"unknown clip convention {clip!r}; expected one of {CLIP_CONVENTIONS}")
 
 
 def count_clips(times: Sequence[float], num_samples: int, sr: int, clip: str = "centered"
                 ) -> int:
-    """Number of frames with a clip (not skipped) for a track of ``num_samples``."""
-    return sum(clip_range(t, num_samples, sr, clip) is not None for t in times)
+  """Number of frames with a clip (not skipped) for a track of ``num_samples``."""
+  return sum(clip_range(t, num_samples, sr, clip) is not None for t in times)
 
 
 def frame_time(file_path: str, json_path: os.PathLike | str, where: str = "") -> int:
-    """``int(basename(file_path) without extension)``; DataError if not an integer."""
-    stem = os.path.splitext(os.path.basename(str(file_path)))[0]
-    try:
-        return int(stem)
-    except ValueError:
-        raise DataError(json_path, f"file_path {file_path!r}{' in ' + where if where else ''} "
-                                   f"does not name a frame number (expected e.g. "
-                                   f"'frames/00001.png')") from None
+  """``int(basename(file_path) without extension)``; DataError if not an integer."""
+  stem = os.path.splitext(os.path.basename(str(file_path)))[0]
+  try:
+    return int(stem)
+  except ValueError:
+    raise DataError(json_path, f"file_path {file_path!r}{' in ' + where if where else ''} "
+                               f"does not name a frame number (expected e.g. "
+                               f"'frames/00001.png')") from None
 
 
 def read_camera_path(path: os.PathLike | str) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Parse a ``transforms_*.json`` file.
+  """Parse a ``transforms_*.json`` file.
 
-    Returns:
-      (file_paths [N], times [N] int seconds, poses [N, 4, 4] float64), checked:
-      keys present, poses rigid.
-    """
-    data = read_json(path)
-    cams = require_key(data, "camera_path", path)
-    if not isinstance(cams, list):
-        raise DataError(path, f"'camera_path' must be a list, found {type(cams).__name__}")
-    files, times, poses = [], [], []
-    for i, cam in enumerate(cams):
-        where = f"camera_path[{i}]"
-        fp = require_key(cam, "file_path", path, where)
-        c2w = require_key(cam, "camera_to_world", path, where)
-        pose = as_pose(c2w, path, where)
-        check_rigid(pose, path, where)
-        files.append(str(fp))
-        times.append(frame_time(fp, path, where))
-        poses.append(pose)
-    poses_arr = np.stack(poses) if poses else np.zeros((0, 4, 4))
-    return files, np.asarray(times, dtype=np.int64), poses_arr
+  Returns:
+    (file_paths [N], times [N] int seconds, poses [N, 4, 4] float64), checked:
+    keys present, poses rigid.
+  """
+  data = read_json(path)
+  cams = require_key(data, "camera_path", path)
+  if not isinstance(cams, list):
+    raise DataError(path, f"'camera_path' must be a list, found {type(cams).__name__}")
+  files, times, poses = [], [], []
+  for i, cam in enumerate(cams):
+    where = f"camera_path[{i}]"
+    fp = require_key(cam, "file_path", path, where)
+    c2w = require_key(cam, "camera_to_world", path, where)
+    pose = as_pose(c2w, path, where)
+    check_rigid(pose, path, where)
+    files.append(str(fp))
+    times.append(frame_time(fp, path, where))
+    poses.append(pose)
+  poses_arr = np.stack(poses) if poses else np.zeros((0, 4, 4))
+  return files, np.asarray(times, dtype=np.int64), poses_arr
 
 
 def _scene_dir(root, scene) -> tuple[pathlib.Path, str]:
-    if isinstance(scene, (int, np.integer)):
-        if root is None:
-            raise ValueError("root is required when scene is an id")
-        d = pathlib.Path(root) / str(int(scene))
-        return d, str(int(scene))
-    if isinstance(scene, os.PathLike):
-        d = pathlib.Path(scene)
-        return d, d.name
-    scene = str(scene)
-    looks_like_path = root is None or "/" in scene or os.sep in scene
-    if root is not None and (pathlib.Path(root) / scene).is_dir():
-        return pathlib.Path(root) / scene, scene
-    if looks_like_path and pathlib.Path(scene).is_dir():
-        return pathlib.Path(scene), pathlib.Path(scene).name
-    where = pathlib.Path(root) / scene if root is not None else pathlib.Path(scene)
-    raise DataError(where, "missing scene folder")
+  if isinstance(scene, (int, np.integer)):
+    if root is None:
+      raise ValueError("root is required when scene is an id")
+    d = pathlib.Path(root) / str(int(scene))
+    return d, str(int(scene))
+  if isinstance(scene, os.PathLike):
+    d = pathlib.Path(scene)
+    return d, d.name
+  scene = str(scene)
+  looks_like_path = root is None or "/" in scene or os.sep in scene
+  if root is not None and (pathlib.Path(root) / scene).is_dir():
+    return pathlib.Path(root) / scene, scene
+  if looks_like_path and pathlib.Path(scene).is_dir():
+    return pathlib.Path(scene), pathlib.Path(scene).name
+  where = pathlib.Path(root) / scene if root is not None else pathlib.Path(scene)
+  raise DataError(where, "missing scene folder")
 
 
 def _cut(track: np.ndarray, rng: tuple[int, int], length: int) -> np.ndarray:
-    """track [..., T] -> [..., length], samples [start, end) zero-padded at the end."""
-    start, end = rng
-    out = np.zeros(track.shape[:-1] + (length,), dtype=np.float32)
-    n = min(end - start, length)
-    out[..., :n] = track[..., start:start + n]
-    return out
+  """track [..., T] -> [..., length], samples [start, end) zero-padded at the end."""
+  start, end = rng
+  out = np.zeros(track.shape[:-1] + (length,), dtype=np.float32)
+  n = min(end - start, length)
+  out[..., :n] = track[..., start:start + n]
+  return out
 
 
 def load(root: os.PathLike | str | None, scene: int | str | os.PathLike, split: str, *,
          clip: str = "centered", sample_rate: int = 22050, normalize: bool = True,
          resample: bool = True) -> SceneData:
-    """Load one split of one RWAVS-layout scene.
+  """Load one split of one RWAVS-layout scene.
 
-    Args:
-      root: release root holding ``position.json`` and the scene folders (may be
-        None when ``scene`` is a folder path: its parent is used).
-      scene: scene id (``1`` or ``"1"``) or the path of a scene folder.
-      split: "train" or "val".
-      clip: "centered" (AV-NeRF) or "preceding" (AV-Cloud).
-      sample_rate: output rate in Hz; clips are ``sample_rate`` samples (1 s).
-      normalize: divide by the scene's max binaural clip RMS over both splits.
-      resample: resample tracks at another rate (False: DataError).
-    Returns:
-      SceneData with binaural [N, 2, sr], source [N, sr], poses [N, 4, 4],
-      times [N] (seconds), clip_ids = frame file basenames, meta = the content of
-      ``scene_meta.json`` if present plus ``scene``, ``split``, ``clip``.
-    Raises:
-      DataError: missing/malformed files, bad audio, non-rigid poses, audio
-        shorter than the frames need.
-    """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if clip not in CLIP_CONVENTIONS:
-        raise ValueError(f"clip must be one of {CLIP_CONVENTIONS}, got {clip!r}")
-    scene_dir, scene_id = _scene_dir(root, scene)
-    if not scene_dir.is_dir():
-        raise DataError(scene_dir, "missing scene folder")
-    root_dir = pathlib.Path(root) if root is not None else scene_dir.parent
-    sr = int(sample_rate)
+  Args:
+    root: release root holding ``position.json`` and the scene folders (may be
+      None when ``scene`` is a folder path: its parent is used).
+    scene: scene id (``1`` or ``"1"``) or the path of a scene folder.
+    split: "train" or "val".
+    clip: "centered" (AV-NeRF) or "preceding" (AV-Cloud).
+    sample_rate: output rate in Hz; clips are ``sample_rate`` samples (1 s).
+    normalize: divide by the scene's max binaural clip RMS over both splits.
+    resample: resample tracks at another rate (False: DataError).
+  Returns:
+    SceneData with binaural [N, 2, sr], source [N, sr], poses [N, 4, 4],
+    times [N] (seconds), clip_ids = frame file basenames, meta = the content of
+    ``scene_meta.json`` if present plus ``scene``, ``split``, ``clip``.
+  Raises:
+    DataError: missing/malformed files, bad audio, non-rigid poses, audio
+      shorter than the frames need.
+  """
+  if split not in SPLITS:
+    raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+  if clip not in CLIP_CONVENTIONS:
+    raise ValueError(f"clip must be one of {CLIP_CONVENTIONS}, got {clip!r}")
+  scene_dir, scene_id = _scene_dir(root, scene)
+  if not scene_dir.is_dir():
+    raise DataError(scene_dir, "missing scene folder")
+  root_dir = pathlib.Path(root) if root is not None else scene_dir.parent
+  sr = int(sample_rate)
 
-    bin_path = scene_dir / BINAURAL_FILE
-    src_path = scene_dir / SOURCE_FILE
-    binaural = read_wav(bin_path, channels=2, sample_rate=sr, resample_audio=resample)
-    source = read_wav(src_path, channels=1, sample_rate=sr, resample_audio=resample)[0]
-    n_samples = min(binaural.shape[1], source.shape[0])
-    if abs(binaural.shape[1] - source.shape[0]) > sr:   # > 1 s: not the same recording
-        raise DataError(src_path, f"not synchronised with {bin_path.name}: "
-                                  f"{source.shape[0]} vs {binaural.shape[1]} samples")
+  bin_path = scene_dir / BINAURAL_FILE
+  src_path = scene_dir / SOURCE_FILE
+  binaural = read_wav(bin_path, channels=2, sample_rate=sr, resample_audio=resample)
+  source = read_wav(src_path, channels=1, sample_rate=sr, resample_audio=resample)[0]
+  n_samples = min(binaural.shape[1], source.shape[0])
+  if abs(binaural.shape[1] - source.shape[0]) > sr:   # > 1 s: not the same recording
+    raise DataError(src_path, f"not synchronised with {bin_path.name}: "
+                              f"{source.shape[0]} vs {binaural.shape[1]} samples")
 
-    # Both splits: poses of the requested one, normalisation over both.
-    per_split = {}
-    for s in SPLITS:
-        jpath = scene_dir / f"transforms_scale_{s}.json"
-        files, times, poses = read_camera_path(jpath)
-        check_audio_covers(times, n_samples, sr, bin_path, poses_path=jpath)
-        per_split[s] = (jpath, files, times, poses)
+  # Both splits: poses of the requested one, normalisation over both.
+  per_split = {}
+  for s in SPLITS:
+    jpath = scene_dir / f"transforms_scale_{s}.json"
+    files, times, poses = read_camera_path(jpath)
+    check_audio_covers(times, n_samples, sr, bin_path, poses_path=jpath)
+    per_split[s] = (jpath, files, times, poses)
 
-    all_clips = []
-    for s in SPLITS:
-        for t in per_split[s][2]:
-            rng = clip_range(float(t), n_samples, sr, clip)
-            if rng is not None:
-                all_clips.append(_cut(binaural, rng, sr))
-    norm = norm_factor_of([np.stack(all_clips)] if all_clips else [], normalize)
+  all_clips = []
+  for s in SPLITS:
+    for t in per_split[s][2]:
+      rng = clip_range(float(t), n_samples, sr, clip)
+      if rng is not None:
+        all_clips.append(_cut(binaural, rng, sr))
+  norm = norm_factor_of([np.stack(all_clips)] if all_clips else [], normalize)
 
-    jpath, files, times, poses = per_split[split]
-    b_clips, s_clips, keep = [], [], []
-    for i, t in enumerate(times):
-        rng = clip_range(float(t), n_samples, sr, clip)
-        if rng is None:
-            continue
-        b_clips.append(_cut(binaural, rng, sr))
-        s_clips.append(_cut(source, rng, sr))
-        keep.append(i)
-    if not keep:
-        raise DataError(jpath, f"no frame has a {clip} clip inside the "
-                               f"{n_samples / sr:.2f} s track of {bin_path.name}")
-    keep = np.asarray(keep)
+  jpath, files, times, poses = per_split[split]
+  b_clips, s_clips, keep = [], [], []
+  for i, t in enumerate(times):
+    rng = clip_range(float(t), n_samples, sr, clip)
+    if rng is None:
+      continue
+    b_clips.append(_cut(binaural, rng, sr))
+    s_clips.append(_cut(source, rng, sr))
+    keep.append(i)
+  if not keep:
+    raise DataError(jpath, f"no frame has a {clip} clip inside the "
+                           f"{n_samples / sr:.2f} s track of {bin_path.name}")
+  keep = np.asarray(keep)
 
-    meta: dict = {}
-    meta_path = scene_dir / "scene_meta.json"
-    if meta_path.exists():
-        m = read_json(meta_path)
-        if not isinstance(m, dict):
-            raise DataError(meta_path, "expected a JSON object")
-        meta.update(m)
-    meta.update({"scene": scene_id, "split": split, "clip": clip,
-                 "dataset": meta.get("dataset", "rwavs"),
-                 "num_skipped_frames": int(len(times) - len(keep))})
+  meta: dict = {}
+  meta_path = scene_dir / "scene_meta.json"
+  if meta_path.exists():
+    m = read_json(meta_path)
+    if not isinstance(m, dict):
+      raise DataError(meta_path, "expected a JSON object")
+    meta.update(m)
+  meta.update({"scene": scene_id, "split": split, "clip": clip,
+               "dataset": meta.get("dataset", "rwavs"),
+               "num_skipped_frames": int(len(times) - len(keep))})
 
-    source_position = None
-    pos_path = root_dir / "position.json"
-    if pos_path.exists():
-        positions = read_json(pos_path)
-        if not isinstance(positions, dict):
-            raise DataError(pos_path, "expected a JSON object keyed by scene id")
-        if scene_id in positions:
-            entry = positions[scene_id]
-            sp = require_key(entry, "source_position", pos_path, f"entry {scene_id!r}")
-            try:
-                source_position = np.asarray(sp, dtype=np.float64).reshape(3)
-            except (TypeError, ValueError):
-                raise DataError(pos_path, f"source_position of scene {scene_id!r} must be "
-                                          f"3 numbers, found {sp!r}") from None
+  source_position = None
+  pos_path = root_dir / "position.json"
+  if pos_path.exists():
+    positions = read_json(pos_path)
+    if not isinstance(positions, dict):
+      raise DataError(pos_path, "expected a JSON object keyed by scene id")
+    if scene_id in positions:
+      entry = positions[scene_id]
+      sp = require_key(entry, "source_position", pos_path, f"entry {scene_id!r}")
+      try:
+        source_position = np.asarray(sp, dtype=np.float64).reshape(3)
+      except (TypeError, ValueError):
+        raise DataError(pos_path, f"source_position of scene {scene_id!r} must be "
+                                  f"3 numbers, found {sp!r}") from None
 
-    return SceneData(
-        binaural=np.stack(b_clips) / norm,
-        source=np.stack(s_clips) / norm,
-        poses=poses[keep],
-        times=times[keep].astype(np.float64),
-        sample_rate=sr,
-        norm_factor=norm,
-        source_position=source_position,
-        meta=meta,
-        clip_ids=[os.path.basename(files[i]) for i in keep],
-    )
+  return SceneData(
+      binaural=np.stack(b_clips) / norm,
+      source=np.stack(s_clips) / norm,
+      poses=poses[keep],
+      times=times[keep].astype(np.float64),
+      sample_rate=sr,
+      norm_factor=norm,
+      source_position=source_position,
+      meta=meta,
+      clip_ids=[os.path.basename(files[i]) for i in keep],
+  )

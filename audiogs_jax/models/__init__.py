@@ -11,6 +11,10 @@ checkpoints, metrics) is shared. ``get_model(config.model.name)`` picks one.
 - ``labels(params) -> pytree of str``: which learning rate (``config.train.lr``
   field) each parameter leaf uses.
 - ``positions(params) -> [N, 3]`` and ``energy(params) -> [N]`` for plots.
+- ``gaussian_axes(params) -> pytree of Optional[int]`` (optional): for each
+  parameter leaf, the axis that runs over Gaussians (None for network
+  weights and scalars); ``config.mesh.shard_gaussians`` splits those axes
+  over the devices (``audiogs_jax.parallel``).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class RenderModel:
   labels: Callable[[Any], Any]
   positions: Callable[[Any], Any]
   energy: Callable[[Any], Any]
+  gaussian_axes: Optional[Callable[[Any], Any]] = None
 
 
 MODELS: dict = {}

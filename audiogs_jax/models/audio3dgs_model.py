@@ -57,5 +57,16 @@ def energy(params: a3.Audio3DGSParams):
   return jnp.abs(params.points.sh[0, :, 0])
 
 
+def gaussian_axes(params: a3.Audio3DGSParams):
+  """The point axis N of ``xyz [N, 3]``, ``sh [1, N, 9]``, ``decay [N]`` and
+  ``rotation [N, 4]``; None for the U-Net's weights."""
+  p = params.points
+  opt = lambda x, ax: None if x is None else ax
+  points = Gaussians(xyz=-2, sh=-2, decay=-1, phase=opt(p.phase, -1),
+                     rotation=opt(p.rotation, -2), log_scale=None)
+  return a3.Audio3DGSParams(points=points, unet=jax.tree.map(lambda _: None, params.unet))
+
+
 register(RenderModel(name="audio3dgs_unet", init=init, render=render, loss=loss,
-                     labels=labels, positions=positions, energy=energy))
+                     labels=labels, positions=positions, energy=energy,
+                     gaussian_axes=gaussian_axes))

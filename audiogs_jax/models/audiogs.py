@@ -55,10 +55,14 @@ def render(params: GaussianGrid, poses, source_tf, config):
 
 
 def loss(params, pred_tf, target_tf, source_tf, config):
-  del params, source_tf
+  del source_tf
   w = config.loss
   parts = {"mag": losses.magnitude_l2(pred_tf, target_tf)}
   total = w.mag_weight * parts["mag"]
+  if w.get("frame_tie_weight", 0.0):
+    parts["frame_tie"] = losses.frame_tie(
+        (params.xyz, params.sh, params.decay, params.phase))
+    total = total + w.frame_tie_weight * parts["frame_tie"]
   if w.log_mag_weight:
     parts["log_mag"] = losses.log_magnitude_l1(pred_tf, target_tf)
     total = total + w.log_mag_weight * parts["log_mag"]
@@ -86,5 +90,14 @@ def energy(params: GaussianGrid):
   return jnp.mean(jnp.abs(from_grid(params).sh[..., 0]), axis=0)
 
 
+def gaussian_axes(params: GaussianGrid):
+  """The frames axis (-2 of ``[..., T, F]``) of every grid field; None for the
+  scalar ``log_scale``."""
+  opt = lambda x: None if x is None else -2
+  return GaussianGrid(xyz=-2, sh=-2, decay=-2, phase=opt(params.phase),
+                      rotation=opt(params.rotation), log_scale=None)
+
+
 register(RenderModel(name="audiogs", init=init, render=render, loss=loss,
-                     labels=labels, positions=positions, energy=energy))
+                     labels=labels, positions=positions, energy=energy,
+                     gaussian_axes=gaussian_axes))

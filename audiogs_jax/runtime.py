@@ -1,0 +1,75 @@
+"""Process-level settings for the command-line tools and benchmarks.
+
+``tune_host_allocator()``: XLA:CPU runs each compiled program with one
+contiguous block for all its temporaries, allocated with ``malloc`` on every
+call: a render of 32 one-second clips needs 49 MB of temporaries, the Audio
+3DGS U-Net forward at its published width 47 MB (XLA's memory analysis). glibc serves blocks above its mmap threshold
+(at most 32 MB, adapted at run time) with a fresh ``mmap``, so every call
+page-faults and zeroes that memory again. Raising the threshold keeps such
+blocks in the heap, where the next call reuses them. The cost is that freed
+memory stays in the process (its peak resident size does not shrink), which is
+what a training or rendering process wants anyway.
+
+It is a no-op on other C libraries and platforms, and when the environment
+variable ``AUDIOGS_JAX_NO_MALLOC_TUNING`` is set. The library never calls it
+on import: only the entry points (``train``, ``evaluate``, ``render``) and
+``scripts/bench.py`` do. ``scripts/bench.py`` measures its effect.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+__all__ = ["tune_host_allocator", "restore_host_allocator"]
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_BIG_MMAP = 1 << 30           # blocks below 1 GiB come from the heap
+_BIG_TRIM = (1 << 31) - 1     # keep up to 2 GiB of freed heap in the process
+_DEFAULT_MMAP = 32 << 20      # glibc's largest dynamic threshold (64-bit)
+_DEFAULT_TRIM = 64 << 20
+
+_state = {"tuned": False}
+
+
+def _libc():
+  if not sys.platform.startswith("linux"):
+    return None
+  try:
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc.mallopt  # glibc (and compatible) only
+    libc.gnu_get_libc_version
+  except (OSError, AttributeError):
+    return None
+  return libc
+
+
+def tune_host_allocator() -> bool:
+  """Keep large host allocations in the heap (see module docstring).
+
+  Returns True when the setting was applied.
+  """
+  if os.environ.get("AUDIOGS_JAX_NO_MALLOC_TUNING"):
+    return False
+  libc = _libc()
+  if libc is None:
+    return False
+  ok = (libc.mallopt(_M_MMAP_THRESHOLD, _BIG_MMAP) == 1
+        and libc.mallopt(_M_TRIM_THRESHOLD, _BIG_TRIM) == 1)
+  _state["tuned"] = ok
+  return ok
+
+
+def restore_host_allocator() -> bool:
+  """Back to glibc-like defaults (32 MB mmap threshold), e.g. for an A/B benchmark."""
+  libc = _libc()
+  if libc is None:
+    return False
+  ok = (libc.mallopt(_M_MMAP_THRESHOLD, _DEFAULT_MMAP) == 1
+        and libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM) == 1)
+  libc.malloc_trim(0)
+  _state["tuned"] = False
+  return ok
