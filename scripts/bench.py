@@ -10,7 +10,7 @@ Gaussians), batches of 1 and 32 poses, after compilation; the time includes the
 ISTFT to waveforms. Two paths are timed: from the ``Gaussians`` pytree (the
 re-layout to frames-major planes fused into the call) and from ``Planes``
 prepared once per scene (``render.prepare``), the inference path, for batch
-32 also in chunks of 8 poses (``render_waveform_batch(..., chunk_size=8)``)
+32 also in chunks of 2 poses (``render_waveform_batch(..., chunk_size=2)``)
 and with ``runtime.tune_host_allocator()``: ``interleaved_ms_per_clip`` holds
 the four combinations, timed interleaved (same machine load). Memory: the
 compiled program's temporary + output bytes (XLA memory analysis), and the
@@ -48,7 +48,7 @@ from audiogs_jax import runtime  # noqa: E402
 from audiogs_jax.gaussians import init_gaussians  # noqa: E402
 
 SR, F, T, L = 22050, 257, 173, 22050
-CHUNK = 8  # poses per lax.map step in the chunked inference path
+CHUNK = 2  # poses per lax.map step in the chunked inference path
 
 
 def _time(fn, *args, repeats: int) -> tuple[float, float]:

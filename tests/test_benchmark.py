@@ -1,0 +1,184 @@
+"""The benchmark (``python -m audiogs_jax.benchmark``): a micro run (one tiny room, two
+variants, a few steps) writes the JSON and the report, every number in the report's
+tables is in the JSON, the report can be rebuilt from the JSON alone, a second
+invocation skips finished runs; the printed commands are equivalent to the runs;
+the verdicts follow the numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shlex
+
+import numpy as np
+import pytest
+
+from audiogs_jax import benchmark
+from audiogs_jax import config as config_lib
+
+_NUM = re.compile(r"[-+]?\d+(?:\.\d+)?")
+_HMS = re.compile(r"^\d+:\d\d:\d\d$")
+
+
+def _json_numbers(obj) -> list:
+  """Every number in a JSON tree."""
+  if isinstance(obj, bool):
+    return []
+  if isinstance(obj, (int, float)):
+    return [float(obj)] if math.isfinite(obj) else []
+  if isinstance(obj, dict):
+    return [v for x in obj.values() for v in _json_numbers(x)]
+  if isinstance(obj, (list, tuple)):
+    return [v for x in obj for v in _json_numbers(x)]
+  return []
+
+
+def _table_cells(markdown: str) -> list:
+  """The body cells of every markdown table (header and separator rows skipped)."""
+  cells, lines = [], markdown.splitlines()
+  for i, line in enumerate(lines):
+    if not line.startswith("|") or line.startswith("|---"):
+      continue
+    if i + 1 < len(lines) and lines[i + 1].startswith("|---"):
+      continue  # header
+    cells += [c.strip() for c in line.strip().strip("|").split("|")]
+  return cells
+
+
+def _traceable(token: str, numbers: np.ndarray) -> bool:
+  """``token`` (as printed, with d decimals) equals some JSON number rounded to d."""
+  x = float(token)
+  d = len(token.split(".")[1]) if "." in token else 0
+  return bool(np.any(np.abs(numbers - x) <= 0.5 * 10.0 ** -d + 1e-9))
+
+
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory):
+  root = tmp_path_factory.mktemp("bench")
+  out, docs = root / "out", root / "docs" / "results.md"
+  args = ["--micro", "--rooms", "dry", "--variants", "full,no_attenuation",
+          "--out", str(out), "--docs", str(docs), "--num-wavs", "1"]
+  assert benchmark.main(args) == 0
+  return {"root": root, "out": out, "docs": docs, "args": args}
+
+
+def test_micro_writes_json_and_report(micro):
+  res = json.loads((micro["out"] / "results.json").read_text())
+  assert set(res["runs"]["dry"]) == {"full", "no_attenuation"}
+  for r in res["runs"]["dry"].values():
+    assert set(benchmark.BASELINES) <= set(r["baselines"])
+    assert all(math.isfinite(r["model"][m]) for m in benchmark.METRICS)
+    assert r["command"].startswith("python -m audiogs_jax.train --config ")
+    assert len(r["per_clip"]["mag_avnerf"]) == r["num_clips"]
+  # The docs copy of the JSON is the same and is what the report was made from.
+  docs_json = micro["docs"].parent / "results" / "results.json"
+  assert json.loads(docs_json.read_text()) == res
+  md = micro["docs"].read_text()
+  assert "`python -m audiogs_jax.benchmark --micro" in md
+  assert "no_attenuation" in md and "Mono-Energy" in md
+  for name in ("ablations.png", "baselines.png", "room_dry.png"):
+    assert (micro["docs"].parent / "results" / name).stat().st_size > 1000
+  wavs = sorted((micro["docs"].parent / "results").glob("dry_*.wav"))
+  assert len(wavs) == 2 and {w.name.rsplit("_", 1)[1] for w in wavs} == {
+      "rendered.wav", "recorded.wav"}
+  import soundfile as sf
+  assert sf.info(str(wavs[0])).subtype == "PCM_16"
+  # The verdict of every key ablation and metric is stated.
+  eff = res["analysis"]["ablations"]["dry"]["no_attenuation"]
+  assert set(eff) == set(benchmark.METRICS)
+  assert "distance attenuation, dry" in md
+
+
+def test_every_table_number_is_in_the_json(micro):
+  res = json.loads((micro["out"] / "results.json").read_text())
+  numbers = np.asarray(_json_numbers(res), np.float64)
+  md = micro["docs"].read_text()
+  cells = _table_cells(md)
+  assert len(cells) > 50
+  checked = 0
+  for cell in cells:
+    if _HMS.match(cell):  # a wall time, from wall_s
+      h, m, s = (int(v) for v in cell.split(":"))
+      assert np.any(np.abs(numbers - (3600 * h + 60 * m + s)) <= 0.5 + 1e-9), cell
+      continue
+    for token in _NUM.findall(cell):
+      assert _traceable(token, numbers), f"{token!r} (cell {cell!r}) is not in the JSON"
+      checked += 1
+  assert checked > 50
+
+
+def test_report_only_rebuilds_the_same_tables(micro):
+  docs2 = micro["root"] / "docs2" / "results.md"
+  assert benchmark.main(["--report-only", "--json", str(micro["out"] / "results.json"),
+                         "--docs", str(docs2), "--out", str(micro["out"])]) == 0
+  assert _table_cells(docs2.read_text()) == _table_cells(micro["docs"].read_text())
+  assert "regenerated from the JSON" in docs2.read_text()
+
+
+def test_second_invocation_skips_finished_runs(micro, capsys):
+  assert benchmark.main(micro["args"]) == 0
+  log = capsys.readouterr().out
+  assert log.count("skipped:") == 2
+  res = json.loads((micro["out"] / "results.json").read_text())
+  assert [i["runs_trained"] for i in res["benchmark"]["invocations"]] == [2, 0]
+
+
+@pytest.mark.parametrize("mode", ["quick", "full"])
+def test_commands_are_equivalent_to_the_runs(mode, tmp_path):
+  m = benchmark.MODES[mode]
+  runs = benchmark.plan(m, list(benchmark.rooms()), list(m.variants), tmp_path / "b")
+  assert len(runs) == 3 * len(m.variants)
+  for run in runs:
+    argv = shlex.split(benchmark.command_line(run))
+    assert argv[:3] == ["python", "-m", "audiogs_jax.train"]
+    overrides, rest = config_lib.parse_config_args(argv[3:])
+    cfg = config_lib.apply_overrides(config_lib.load_config_file(rest[1]), overrides)
+    assert cfg.to_dict() == benchmark.run_config(run).to_dict()
+    assert rest[3] == benchmark._rel(run.workdir)
+  assert {"full", *benchmark.KEY_ABLATIONS} <= set(m.variants)
+
+
+def test_room_configs_differ():
+  cfgs = {r: config_lib.load_config_file(f"configs/bench_room_{r}.py").data.synth
+          for r in benchmark.rooms()}
+  assert [round(c.rt60, 2) for c in cfgs.values()] == [0.25, 0.5, 1.2]
+  assert len({c.signal for c in cfgs.values()}) == 3
+  assert len({c.trajectory for c in cfgs.values()}) == 3
+
+
+def _fake_results(full_vals, ablated_vals, base_val):
+  clips = [f"c{i}" for i in range(len(full_vals))]
+
+  def run(vals):
+    per = {"clip_ids": clips, **{m: list(vals) for m in benchmark.METRICS}}
+    mean = {m: float(np.mean(vals)) for m in benchmark.METRICS}
+    return {"model": mean, "per_clip": per,
+            "baselines": {b: {m: base_val for m in benchmark.METRICS}
+                          for b in benchmark.BASELINES}}
+
+  return {"runs": {"r": {"full": run(full_vals), "no_attenuation": run(ablated_vals)}}}
+
+
+def test_verdicts_follow_the_numbers():
+  rng = np.random.default_rng(0)
+  full = 1.0 + 0.1 * rng.random(40)
+  worse = benchmark.analyse(_fake_results(full, full * 1.1, 0.5))
+  e = worse["ablations"]["r"]["no_attenuation"]["lre"]
+  assert e["verdict"] == "hurts" and e["rel_pct"] == pytest.approx(10.0)
+  assert e["ci95_delta"][0] > 0
+  same = benchmark.analyse(_fake_results(full, full + 1e-4 * rng.standard_normal(40), 0.5))
+  assert same["ablations"]["r"]["no_attenuation"]["mag_avnerf"]["verdict"] == "no clear effect"
+  better = benchmark.analyse(_fake_results(full, full * 0.8, 2.0))
+  assert better["ablations"]["r"]["no_attenuation"]["env"]["verdict"] == "improves"
+  # Baselines: 0.5 beats the model (about 1.05), 2.0 does not.
+  assert not worse["baselines"]["r"]["mono_energy"]["mag_avnerf"]["beats"]
+  assert better["baselines"]["r"]["nearest_pose"]["lre"]["beats"]
+  c = worse["baselines"]["r"]["stereo_energy"]["lre"]
+  assert c["margin"] == pytest.approx(0.5 - float(np.mean(full)))
+
+
+def test_help():
+  with pytest.raises(SystemExit) as e:
+    benchmark.main(["--help"])
+  assert e.value.code == 0
