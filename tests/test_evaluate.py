@@ -114,6 +114,7 @@ def test_evaluate_cli_best_checkpoint(trained_workdir, tmp_path, capsys, smoke):
   out = capsys.readouterr().out
   assert "Mono-Mono" in out and "AudioGS" in out and str(wd / "eval" / "val") in out
   s = json.loads((wd / "eval" / "val" / "summary.json").read_text())
+  assert s["protocol"]["num_clips"] > 0 and f"({s['protocol']['num_clips']} clips;" in out
   assert s["protocol"]["checkpoint"] == "best"
   assert s["protocol"]["checkpoint_step"] in (smoke.ckpt_every, smoke.steps)
   # The baselines do not depend on the checkpoint.
