@@ -144,7 +144,9 @@ MODES: dict[str, Mode] = {m.name: m for m in [
                                  "so its AudioGS variants train for 1000 steps"},
          description="the full model, the three key ablations and a width-8 U-Net; "
                      "400 AudioGS steps (1000 in the living room) at batch 8, U-Net 150 "
-                     "steps at batch 4; roughly 30-35 min on an idle 2-core CPU"),
+                     "steps at batch 4; roughly 40 min on an idle 2-core CPU "
+                     "(measured: its first 8 of 15 runs, the dry room and three "
+                     "1000-step living-room runs, took 28 min)"),
     Mode("micro", steps=6, unet_steps=4, unet_width=4, unet_batch=2,
          variants=("full", "no_attenuation"),
          overrides={**_COMMON, "data.synth.seconds": "10", "train.batch_size": "2",
