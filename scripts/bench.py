@@ -64,6 +64,22 @@ def _time(fn, *args, repeats: int) -> tuple[float, float]:
   return first, float(np.median(ts))
 
 
+def _time_step(step, state, data, repeats: int) -> tuple[float, float]:
+  """(compile + first step seconds, median seconds of ``repeats`` later steps) of a
+  donating ``step(state, data) -> (state, metrics)``; the state is threaded through."""
+  t0 = time.perf_counter()
+  state, m = step(state, data)
+  jax.block_until_ready(m)
+  first = time.perf_counter() - t0
+  ts = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    state, m = step(state, data)
+    jax.block_until_ready(m)
+    ts.append(time.perf_counter() - t0)
+  return first, float(np.median(ts))
+
+
 def _memory(jitted, *args) -> dict:
   out = {}
   try:
@@ -176,19 +192,10 @@ def bench_train_step(batch: int = 8, repeats: int = 10) -> list:
                               target_tf=dsp.stft_frames(jnp.asarray(tgt))[None],
                               count=jnp.asarray([n], jnp.int32))
     step = train_lib.make_sampled_step(model, tx, cfg)
-    t0 = time.perf_counter()
-    state, m = step(state, data)
-    jax.block_until_ready(m)
-    compile_s = time.perf_counter() - t0
-    ts = []
-    for _ in range(repeats):
-      t0 = time.perf_counter()
-      state, m = step(state, data)
-      jax.block_until_ready(m)
-      ts.append(time.perf_counter() - t0)
+    compile_s, t = _time_step(step, state, data, repeats)
     out.append({"model": "audiogs", "batch": batch,
                 "backward": "custom_vjp" if custom else "autodiff",
-                "ms_per_step": 1e3 * float(np.median(ts)), "compile_s": compile_s})
+                "ms_per_step": 1e3 * t, "compile_s": compile_s})
   return out
 
 
@@ -231,17 +238,8 @@ def _scaling_row(devices: int, batch: int, seconds: float, repeats: int) -> dict
   state = parallel.put_global(host, layout.state_shardings(host, tx))
   data = dataset.shard_clips(lambda i: scene, 0, cfg, layout)
   step = train_lib.make_sampled_step(model, tx, cfg, layout, state, data)
-  t0 = time.perf_counter()
-  state, m = step(state, data)
-  jax.block_until_ready(m)
-  compile_s = time.perf_counter() - t0
-  ts = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    state, m = step(state, data)
-    jax.block_until_ready(m)
-    ts.append(time.perf_counter() - t0)
-  ms = 1e3 * float(np.median(ts))
+  compile_s, t = _time_step(step, state, data, repeats)
+  ms = 1e3 * t
   return {"devices": devices, "batch": batch, "clip_seconds": seconds,
           "frames": info.num_frames, "num_gaussians": info.num_frames * info.num_freqs,
           "ms_per_step": ms, "clips_per_s": 1e3 * batch / ms, "compile_s": compile_s}
