@@ -115,6 +115,9 @@ class Mode:
     overrides: applied to every run (before the variant's).
     room_overrides: ``{room: {field: value}}`` applied to every variant of a room.
     room_reasons: ``{room: why}`` for each entry of ``room_overrides``.
+    ablation_overrides: applied to every variant except ``full`` (e.g. no
+      spectrogram figures: the report only uses the full model's WAVs).
+    jobs: runs trained at once (``--jobs``), each in its own process.
     description: one line for the report.
   """
   name: str
@@ -126,6 +129,8 @@ class Mode:
   overrides: dict = dataclasses.field(default_factory=dict)
   room_overrides: dict = dataclasses.field(default_factory=dict)
   room_reasons: dict = dataclasses.field(default_factory=dict)
+  ablation_overrides: dict = dataclasses.field(default_factory=dict)
+  jobs: int = 1
   description: str = ""
 
 
@@ -136,17 +141,18 @@ MODES: dict[str, Mode] = {m.name: m for m in [
          variants=tuple(VARIANTS), overrides=dict(_COMMON),
          description="every variant, 3000 AudioGS steps (batch 8), U-Net width 32 "
                      "(32..512 channels) for 2000 steps (batch 4); meant for a GPU"),
-    Mode("quick", steps=400, unet_steps=150, unet_width=8, unet_batch=4,
+    Mode("quick", steps=400, unet_steps=100, unet_width=8, unet_batch=4,
          variants=("full", *KEY_ABLATIONS, "audio3dgs_unet"), overrides=dict(_COMMON),
-         room_overrides={"living": {"train.steps": "1000"}},
+         room_overrides={"living": {"train.steps": "600"}},
          room_reasons={"living": "with 400 steps AudioGS lost to Stereo-Energy on LRE in "
-                                 "this room (LRE still falling between 100 and 400 steps), "
-                                 "so its AudioGS variants train for 1000 steps"},
+                                 "this room (1.7751 vs 1.7222 dB; LRE still falling "
+                                 "between 100 and 400 steps), so its AudioGS variants "
+                                 "train for 600 steps"},
+         ablation_overrides={"eval.num_figures": "0"}, jobs=2,
          description="the full model, the three key ablations and a width-8 U-Net; "
-                     "400 AudioGS steps (1000 in the living room) at batch 8, U-Net 150 "
-                     "steps at batch 4; roughly 40 min on an idle 2-core CPU "
-                     "(measured: its first 8 of 15 runs, the dry room and three "
-                     "1000-step living-room runs, took 28 min)"),
+                     "400 AudioGS steps (600 in the living room) at batch 8, U-Net 100 "
+                     "steps at batch 4; two runs at a time (each uses about one core on "
+                     "average); under 30 min on an idle 2-core CPU"),
     Mode("micro", steps=6, unet_steps=4, unet_width=4, unet_batch=2,
          variants=("full", "no_attenuation"),
          overrides={**_COMMON, "data.synth.seconds": "10", "train.batch_size": "2",
@@ -213,18 +219,33 @@ def plan(mode: Mode, room_names: Sequence[str], variant_names: Sequence[str],
       else:
         ov.setdefault("train.steps", str(mode.steps))
         ov["train.checkpoint_every"] = ov["train.steps"]
+      if name != "full":
+        ov.update(mode.ablation_overrides)
       ov.update(v.overrides)
       runs.append(Run(room, name, out / room / name,
                       _rel(CONFIG_DIR / f"bench_room_{room}.py"), ov))
   return runs
 
 
+def command_argv(run: Run, python: str = "python") -> list[str]:
+  """``run`` as an argument vector: ``python -m audiogs_jax.train ...``."""
+  parts = [python, "-m", "audiogs_jax.train", "--config", run.config_path,
+           "--workdir", _rel(run.workdir), "--no-progress"]
+  return parts + [f"--config.{k}={v}" for k, v in run.overrides.items()]
+
+
 def command_line(run: Run) -> str:
   """The shell command equivalent to ``run``."""
-  parts = ["python", "-m", "audiogs_jax.train", "--config", run.config_path,
-           "--workdir", _rel(run.workdir), "--no-progress"]
-  parts += [f"--config.{k}={v}" for k, v in run.overrides.items()]
-  return " ".join(shlex.quote(p) for p in parts)
+  return " ".join(shlex.quote(p) for p in command_argv(run))
+
+
+def expected_cost(run: Run) -> float:
+  """Rough relative training cost (clip-steps; a U-Net clip-step counts 6: measured
+  on the 2-core CPU), used to start the longest runs first when ``jobs > 1``."""
+  steps = float(run.overrides.get("train.steps", 1))
+  batch = float(run.overrides.get("train.batch_size", 8))
+  unet = run.overrides.get("model.name") == "audio3dgs_unet"
+  return steps * batch * (6.0 if unet else 1.0)
 
 
 def run_config(run: Run):
@@ -253,12 +274,19 @@ def _write_json(path: pathlib.Path, obj: Any) -> None:
 
 
 def run_benchmark(runs: Sequence[Run], *, progress: bool = False,
-                  log=print) -> dict:
+                  log=print, jobs: int = 1) -> dict:
   """Generate each room's scene once, then train and evaluate every run that has no
-  ``summary.json`` yet. Returns ``{"scene_seconds": {room: s}, "ran": [...]}``."""
+  ``summary.json`` yet. Returns ``{"scene_seconds": {room: s}, "ran": [...]}``.
+
+  ``jobs == 1`` trains the runs one after another in this process. ``jobs > 1``
+  trains up to ``jobs`` runs at once, each as its own ``command_line(run)``
+  process (output in ``WORKDIR/train.log``), longest expected run first: one
+  training process keeps only about one of two CPU cores busy on average
+  (compilation, evaluation and input handling are mostly serial), so two at a time
+  finish sooner. The results are the same: each run is seeded and deterministic.
+  """
   from audiogs_jax import dataset
-  from audiogs_jax import train as train_lib
-  scene_s, ran = {}, []
+  scene_s, pending = {}, []
   for run in runs:
     if run.room not in scene_s:
       t = time.perf_counter()
@@ -273,16 +301,79 @@ def run_benchmark(runs: Sequence[Run], *, progress: bool = False,
     if run.summary_path.exists():
       log(f"[benchmark]   skipped: {_rel(run.summary_path)} exists")
       continue
-    t = time.perf_counter()
-    train_lib.train_and_evaluate(run_config(run), run.workdir, progress=progress)
-    wall = time.perf_counter() - t
-    prev = _read_json(run.workdir / "bench_run.json") or {}
-    _write_json(run.workdir / "bench_run.json",
-                {"command": command_line(run), "wall_s": wall + float(prev.get("wall_s", 0.0)),
-                 "finished": datetime.datetime.now().isoformat(timespec="seconds")})
-    ran.append(run.variant)
-    log(f"[benchmark]   done in {wall:.1f} s")
-  return {"scene_seconds": scene_s, "ran": ran}
+    pending.append(run)
+  if jobs <= 1:
+    from audiogs_jax import train as train_lib
+    for run in pending:
+      log(f"[benchmark] training {run.room}/{run.variant}")
+      t = time.perf_counter()
+      train_lib.train_and_evaluate(run_config(run), run.workdir, progress=progress)
+      _record_run(run, time.perf_counter() - t, log)
+  else:
+    _run_parallel(pending, jobs, log)
+  return {"scene_seconds": scene_s, "ran": [r.variant for r in pending]}
+
+
+def _record_run(run: Run, wall: float, log) -> None:
+  prev = _read_json(run.workdir / "bench_run.json") or {}
+  _write_json(run.workdir / "bench_run.json",
+              {"command": command_line(run), "wall_s": wall + float(prev.get("wall_s", 0.0)),
+               "finished": datetime.datetime.now().isoformat(timespec="seconds")})
+  log(f"[benchmark]   {run.room}/{run.variant} done in {wall:.1f} s")
+
+
+def _run_parallel(pending: Sequence[Run], jobs: int, log) -> None:
+  """Train ``pending`` as subprocesses, ``jobs`` at a time (see ``run_benchmark``).
+
+  A failed run does not stop the others; the benchmark stops with an error naming
+  the failed runs and their logs once the rest have finished. On Ctrl-C or
+  SIGTERM every child is sent SIGTERM (each saves a checkpoint, so the same
+  command resumes them) and the benchmark exits.
+  """
+  import signal
+  import subprocess
+  queue = sorted(pending, key=expected_cost, reverse=True)
+  active: dict = {}
+  failed = []
+
+  def stop(*_):
+    raise KeyboardInterrupt
+
+  old = signal.signal(signal.SIGTERM, stop)
+  try:
+    while queue or active:
+      while queue and len(active) < jobs:
+        run = queue.pop(0)
+        run.workdir.mkdir(parents=True, exist_ok=True)
+        fh = open(run.workdir / "train.log", "ab")
+        proc = subprocess.Popen(command_argv(run, sys.executable), stdout=fh,
+                                stderr=subprocess.STDOUT)
+        active[proc] = (run, time.perf_counter(), fh)
+        log(f"[benchmark] training {run.room}/{run.variant} "
+            f"(pid {proc.pid}, log {_rel(run.workdir / 'train.log')})")
+      time.sleep(0.5)
+      for proc in [p for p in active if p.poll() is not None]:
+        run, t0, fh = active.pop(proc)
+        fh.close()
+        if proc.returncode == 0 and run.summary_path.exists():
+          _record_run(run, time.perf_counter() - t0, log)
+        else:
+          failed.append(run)
+          log(f"[benchmark]   {run.room}/{run.variant} FAILED (exit {proc.returncode}); "
+              f"see {_rel(run.workdir / 'train.log')}")
+  except KeyboardInterrupt:
+    for proc in active:
+      proc.send_signal(signal.SIGTERM)
+    for proc, (run, _, fh) in active.items():
+      proc.wait()
+      fh.close()
+    raise SystemExit("[benchmark] interrupted: the runs in progress saved checkpoints; "
+                     "run the same command again to resume")
+  finally:
+    signal.signal(signal.SIGTERM, old)
+  if failed:
+    raise SystemExit("error: runs failed: " + ", ".join(
+        f"{r.room}/{r.variant} ({_rel(r.workdir / 'train.log')})" for r in failed))
 
 
 def _read_json(path: pathlib.Path) -> Optional[dict]:
@@ -590,6 +681,12 @@ def _copy_wavs(workdir: pathlib.Path, dest: pathlib.Path, room: str, count: int)
   return pairs
 
 
+def _jobs(b: dict) -> int:
+  """The most runs trained at once by any invocation (1 for older JSON)."""
+  return max([int(i.get("jobs", 1)) for i in b.get("invocations", []) if i["runs_trained"]]
+             or [1])
+
+
 def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -622,7 +719,9 @@ def render_markdown(res: dict, *, media: Optional[dict] = None,
              "training, evaluation, report; a resumed benchmark adds up its invocations), "
              f"{_hms(sum((r.get('wall_s') or 0.0) for rr in res['runs'].values() for r in rr.values()))}"
              " summed over the training + evaluation runs (a resumed benchmark counts each run "
-             "once). The machine was shared with other jobs, so times are upper bounds.")
+             "once" + (f"; with {_jobs(b)} runs at a time each run's own time includes "
+                       "sharing the machine with the others" if _jobs(b) > 1 else "")
+             + ").")
   if report_command and report_command != b["command"]:
     out.append(f"\nThis page was regenerated from the JSON by `{report_command}`.")
   out.append(f"\nRaw numbers: [`{docs_rel}/results.json`]({docs_rel}/results.json) (every "
@@ -943,6 +1042,9 @@ def _parser() -> argparse.ArgumentParser:
                  help="do not train: rebuild the report from --json (or OUT/results.json)")
   p.add_argument("--json", default=None,
                  help="results JSON for --report-only (default OUT/results.json)")
+  p.add_argument("--jobs", type=int, default=None,
+                 help="runs trained at once, each in its own process (default: the "
+                      "mode's, 2 in quick mode, else 1; 1 trains in this process)")
   p.add_argument("--dry-run", action="store_true",
                  help="print the commands of the runs and stop")
   return p
@@ -991,11 +1093,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       print(command_line(r))
     return 0
   t0 = time.perf_counter()
-  info = run_benchmark(runs)
+  jobs = mode.jobs if args.jobs is None else max(1, int(args.jobs))
+  info = run_benchmark(runs, jobs=jobs)
   wall = time.perf_counter() - t0
   prev = _read_json(out / "results.json") or {}
   invocations = list(prev.get("benchmark", {}).get("invocations", []))
   invocations.append({"command": command, "wall_s": wall, "runs_trained": len(info["ran"]),
+                      "jobs": jobs,
                       "date": datetime.datetime.now().isoformat(timespec="seconds")})
   # A resumed benchmark: its wall time is that of every invocation that trained.
   total = sum(i["wall_s"] for i in invocations if i["runs_trained"]) or wall
