@@ -723,7 +723,8 @@ def render_markdown(res: dict, *, media: Optional[dict] = None,
                        "sharing the machine with the others" if _jobs(b) > 1 else "")
              + ").")
   if report_command and report_command != b["command"]:
-    out.append(f"\nThis page was regenerated from the JSON by `{report_command}`.")
+    out.append(f"\nThis page was regenerated from the JSON by "
+               f"`{_without_notes(report_command)}`.")
   out.append(f"\nRaw numbers: [`{docs_rel}/results.json`]({docs_rel}/results.json) (every "
              "run's summary, the per-clip model metrics, the analysis below, the commands). "
              "Every number on this page is read from that file"

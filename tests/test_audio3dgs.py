@@ -2,6 +2,7 @@
 gradients and a short training run, on a tiny grid (n_fft = 32: F = 17, T = 11)."""
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -178,8 +179,12 @@ def test_one_unet_call_per_batch(rich_params):
   jaxpr = jax.make_jaxpr(functools.partial(a3.render_batch, config=CFG))(
       rich_params, _poses(5, 9), _source(1))
   text = str(jaxpr)
-  n_convs = text.count("conv_general_dilated[")
-  assert n_convs == 2 * (2 * CFG.unet_levels + 1) + 1
+  batches = re.findall(r"f32\[(\d+),\d+,\d+,\d+\] = conv_general_dilated\[", text)
+  # As many convs as one U-Net application on a batch of 5, each on the whole batch.
+  unet_text = str(jax.make_jaxpr(a3.unet_module(CFG).apply)(
+      rich_params.unet, jnp.zeros((5, F, T, 2), jnp.float32)))
+  assert len(batches) == unet_text.count("conv_general_dilated[") > 0
+  assert set(batches) == {"5"}
   assert f"f32[5,{F},{T},2]" in text or f"f32[5,{F},{T},1]" in text
 
 

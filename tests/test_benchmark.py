@@ -57,8 +57,13 @@ def _traceable(token: str, numbers: np.ndarray) -> bool:
 def micro(tmp_path_factory):
   root = tmp_path_factory.mktemp("bench")
   out, docs = root / "out", root / "docs" / "results.md"
-  args = ["--micro", "--rooms", "dry", "--variants", "full,no_attenuation",
-          "--out", str(out), "--docs", str(docs), "--num-wavs", "1"]
+  common = ["--micro", "--rooms", "dry", "--out", str(out), "--docs", str(docs),
+            "--num-wavs", "1"]
+  # First the full model in this process (--jobs 1), then both variants with
+  # --jobs 2: the full model is skipped and the ablation is trained as a
+  # subprocess running its printed command.
+  assert benchmark.main(common + ["--variants", "full", "--jobs", "1"]) == 0
+  args = common + ["--variants", "full,no_attenuation", "--jobs", "2"]
   assert benchmark.main(args) == 0
   return {"root": root, "out": out, "docs": docs, "args": args}
 
@@ -121,7 +126,38 @@ def test_second_invocation_skips_finished_runs(micro, capsys):
   log = capsys.readouterr().out
   assert log.count("skipped:") == 2
   res = json.loads((micro["out"] / "results.json").read_text())
-  assert [i["runs_trained"] for i in res["benchmark"]["invocations"]] == [2, 0]
+  assert [i["runs_trained"] for i in res["benchmark"]["invocations"]] == [1, 1, 0]
+  assert [i["jobs"] for i in res["benchmark"]["invocations"]] == [1, 2, 2]
+
+
+def test_subprocess_run_logs_and_records(micro):
+  workdir = micro["out"] / "dry" / "no_attenuation"
+  log = (workdir / "train.log").read_text()
+  assert "AudioGS vs baselines" in log  # the subprocess's own output
+  info = json.loads((workdir / "bench_run.json").read_text())
+  assert info["command"].endswith("--config.model.use_attenuation=False")
+  assert info["wall_s"] > 0
+  assert not (micro["out"] / "dry" / "full" / "train.log").exists()  # trained in-process
+
+
+def test_failed_subprocess_run_is_named(tmp_path):
+  bad = benchmark.Run("dry", "full", tmp_path / "dry" / "full", "configs/no_such_config.py",
+                      {"train.steps": "1"})
+  with pytest.raises(SystemExit, match=r"runs failed: dry/full \(.*train\.log\)"):
+    benchmark._run_parallel([bad], 2, log=lambda *_: None)
+  assert "no_such_config.py" in (tmp_path / "dry" / "full" / "train.log").read_text()
+
+
+def test_longest_runs_start_first(tmp_path):
+  m = benchmark.MODES["quick"]
+  runs = benchmark.plan(m, list(benchmark.rooms()), list(m.variants), tmp_path / "b")
+  order = sorted(runs, key=benchmark.expected_cost, reverse=True)
+  costs = [benchmark.expected_cost(r) for r in order]
+  assert costs == sorted(costs, reverse=True)
+  # The living room's 600-step runs (600 x 8 clip-steps), then the 400-step
+  # rooms (400 x 8), then the U-Nets (100 x 4 x 6).
+  assert {r.room for r in order[:4]} == {"living"}
+  assert {r.variant for r in order[-3:]} == {"audio3dgs_unet"}
 
 
 @pytest.mark.parametrize("mode", ["quick", "full"])

@@ -85,7 +85,8 @@ def test_no_resize_gather_or_dilated_conv(params):
   """The only resampling is max-pool (reshape + max) and the 2x2 transposed conv
   (dot + reshape): no resize/interpolation, gathers, scatters or lhs-dilated convs."""
   x = _x((1, 129, 87, 2))
-  jaxpr = jax.make_jaxpr(UNet(base_width=WIDTH).apply)(params, x).jaxpr
+  plain = UNet(base_width=WIDTH, conv_impl="xla", split_concat=False)
+  jaxpr = jax.make_jaxpr(plain.apply)(params, x).jaxpr
   eqns = _equations(jaxpr)
   names = {e.primitive.name for e in eqns}
   for bad in ("gather", "scatter", "resize", "scale_and_translate", "dynamic_slice"):
@@ -95,6 +96,16 @@ def test_no_resize_gather_or_dilated_conv(params):
   for e in convs:
     assert tuple(e.params["lhs_dilation"]) == (1, 1)
     assert tuple(e.params["window_strides"]) == (1, 1)
+  # The default (auto algorithms, split decoder concat) on the 144 x 96 padded
+  # grid: levels 3 (18 x 12) and 4 (9 x 6) are at most 256 pixels, so enc_3,
+  # enc_4 and dec_3 (6 convs) are im2col products; dec_0..dec_2's first conv
+  # is two convs each (+3).
+  eqns = _equations(jax.make_jaxpr(UNet(base_width=WIDTH).apply)(params, x).jaxpr)
+  convs = [e for e in eqns if e.primitive.name == "conv_general_dilated"]
+  assert len(convs) == 2 * (2 * 4 + 1) + 1 - 6 + 3
+  assert all(tuple(e.params["lhs_dilation"]) == (1, 1) for e in convs)
+  assert not any(bad in e.primitive.name for e in eqns
+                 for bad in ("gather", "scatter", "resize", "dynamic_slice"))
 
 
 def test_init_unet_distributions():
@@ -128,6 +139,38 @@ def test_upconv_is_transposed_conv():
   ref = nn.ConvTranspose(6, (2, 2), strides=(2, 2), padding="VALID").apply(
       {"params": {"kernel": k, "bias": p["params"]["bias"]}}, x)
   np.testing.assert_allclose(_run(unet_lib._UpConv2x2(6).apply, p, x), ref, atol=1e-5)
+
+
+def _conv3x3_numpy(x, k):
+  """Slow reference: zero-padded 3x3 cross-correlation, explicit sum over taps."""
+  x, k = np.asarray(x, np.float64), np.asarray(k, np.float64)
+  b, h, w, _ = x.shape
+  xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  out = np.zeros((b, h, w, k.shape[-1]))
+  for i in range(3):
+    for j in range(3):
+      out += np.einsum("bhwc,cd->bhwd", xp[:, i:i + h, j:j + w], k[i, j])
+  return out
+
+
+@pytest.mark.parametrize("impl", unet_lib._CONV_IMPLS)
+def test_conv3x3_algorithms_match_flax_conv_and_reference(impl):
+  x, k, bias = _x((2, 7, 5, 3)), _x((3, 3, 3, 4), 1), _x((4,), 2)
+  p = {"params": {"kernel": k, "bias": bias}}
+  ours = _run(unet_lib.Conv3x3(4, impl=impl).apply, p, x)
+  np.testing.assert_allclose(ours, _conv3x3_numpy(x, k) + np.asarray(bias), atol=1e-5)
+  ref = nn.Conv(4, (3, 3), padding="SAME").apply(p, x)
+  np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_conv_impl_per_level_is_the_same_function(params):
+  x = _x((1, 33, 19, 2))
+  ref = _run(UNet(base_width=WIDTH, conv_impl="xla", split_concat=False).apply, params, x)
+  np.testing.assert_allclose(_run(UNet(base_width=WIDTH).apply, params, x), ref, atol=2e-4)
+  mixed = UNet(base_width=WIDTH, conv_impl=("xla", "rows", "im2col", "shift", "rows"))
+  np.testing.assert_allclose(_run(mixed.apply, params, x), ref, atol=2e-4)
+  with pytest.raises(ValueError, match="conv impl"):
+    UNet(base_width=WIDTH, conv_impl="winograd").apply(params, x)
 
 
 def test_bfloat16_compute_keeps_float32_params_and_output():
