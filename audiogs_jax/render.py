@@ -352,9 +352,12 @@ def render_waveform_batch(g: "Gaussians | Planes", poses: jnp.ndarray,
   ``lax.map`` (same result). On CPU this keeps the program's temporaries
   (the gains and the inverse FFT's frames: 49 MB for 32 poses at once, 6 MB
   in chunks of 2) in cache and under glibc's mmap threshold, so the allocator
-  reuses them instead of mapping and page-faulting them afresh on every call:
-  on the 2-core CPU, batch 32 of 1-s clips, chunks of 2 poses took 1.7 ms per
-  clip against 2.7 ms for the whole batch at once (interleaved timings); ``scripts/bench.py`` measures the effect. ``None``: the
+  reuses them instead of mapping and page-faulting them afresh on every call
+  (with glibc's default allocator, batch 32 of 1-s clips on the 2-core CPU:
+  1.7 ms per clip in chunks of 2 against 2.7 ms for the whole batch, in one
+  interleaved run). ``runtime.tune_host_allocator()`` (which the command-line
+  tools call) removes the page faults too, and then the whole batch is as fast
+  or faster; ``scripts/bench.py`` times the four combinations. ``None``: the
   whole batch at once (what gradients should use).
   """
   src = source_stft if frames_major else jnp.swapaxes(source_stft, -1, -2)

@@ -195,7 +195,9 @@ def main(argv=None) -> int:
   p.add_argument("--batch-size", type=int, default=8, help="chunks rendered at once")
   args = p.parse_args(argv)
   from audiogs_jax import evaluate
+  from audiogs_jax import runtime
   import soundfile as sf
+  runtime.tune_host_allocator()
   try:
     config, model, params, meta = evaluate.load_trained(args.workdir, args.checkpoint,
                                                         scene=args.scene)

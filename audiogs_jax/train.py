@@ -602,7 +602,9 @@ def main(argv=None) -> int:
   workdir = args.workdir or cfg.workdir
   parallel.initialize_distributed(args.coordinator_address, args.num_processes,
                                   args.process_id, auto=args.distributed)
+  from audiogs_jax import runtime
   from audiogs_jax.data.scene import DataError
+  runtime.tune_host_allocator()
   try:
     train_and_evaluate(cfg, workdir, evaluate_at_end=not args.no_eval,
                        progress=not args.no_progress)

@@ -159,7 +159,9 @@ def bench_render(batches=(1, 32), repeats: int = 20, sh_degree: int = 2) -> list
     prep = jax.jit(render_lib.prepare, static_argnums=1)
     planes = jax.block_until_ready(prep(g, cfg))
     c1, t1 = _time(from_gaussians, g, poses, src_tf, repeats=repeats)
+    j0 = _cpu_jiffies()
     c2, t2 = _time(from_planes, planes, poses, src_tf, repeats=repeats)
+    steal = _steal_fraction(j0, _cpu_jiffies())
     extra = {}
     if b > CHUNK:
       # The inference-path variants, timed interleaved so that they see the same
@@ -186,7 +188,8 @@ def bench_render(batches=(1, 32), repeats: int = 20, sh_degree: int = 2) -> list
                "host_steal_fraction": _steal_fraction(j0, _cpu_jiffies())}
     _, tp = _time(prep, g, cfg, repeats=repeats)
     out.append({"model": "audiogs", "batch": b, "sh_degree": sh_degree,
-                "ms_per_clip": 1e3 * t2 / b, "compile_s": c2, **extra,
+                "ms_per_clip": 1e3 * t2 / b, "compile_s": c2,
+                "host_steal_fraction_ms_per_clip": steal, **extra,
                 "ms_per_clip_from_gaussians": 1e3 * t1 / b, "compile_s_from_gaussians": c1,
                 "prepare_ms": 1e3 * tp, "num_gaussians": F * T,
                 **_memory(from_planes, planes, poses, src_tf)})
