@@ -14,16 +14,33 @@ It is a no-op on other C libraries and platforms, and when the environment
 variable ``AUDIOGS_JAX_NO_MALLOC_TUNING`` is set. The library never calls it
 on import: only the entry points (``train``, ``evaluate``, ``render``) and
 ``scripts/bench.py`` do. ``scripts/bench.py`` measures its effect.
+
+``conv_compiler_options()``: the XLA compiler options under which the
+Audio 3DGS U-Net is compiled (``RenderModel.compiler_options``; ``train``,
+``evaluate`` and ``render`` pass them to ``jax.jit``). Since jaxlib 0.7 or so,
+XLA:CPU hands individual convolutions, dots and reductions to its YNNPACK
+library by default. For the U-Net's 3x3 convolutions at 68 x 44 and below
+(256-1024 channels), XLA's own (Eigen) convolution is 25-45 % faster on a
+2-core AVX-512 machine, so these options keep YNNPACK for dots and
+reductions only: the width-64 forward took about 0.87x PyTorch's time,
+against about 1.0-1.07x with the defaults (``scripts/bench_audio3dgs.py``).
+They are returned only on the CPU backend and only when this jaxlib accepts
+them (one tiny probe compilation, cached); otherwise, or when
+``AUDIOGS_JAX_NO_XLA_OPTIONS`` is set, the result is ``{}`` and XLA's
+defaults apply. The options change which library computes each convolution,
+not what is computed (results agree to float rounding).
 """
 
 from __future__ import annotations
+
+import functools
 
 import ctypes
 import ctypes.util
 import os
 import sys
 
-__all__ = ["tune_host_allocator", "restore_host_allocator"]
+__all__ = ["tune_host_allocator", "restore_host_allocator", "conv_compiler_options"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -73,3 +90,37 @@ def restore_host_allocator() -> bool:
   libc.malloc_trim(0)
   _state["tuned"] = False
   return ok
+
+
+#: XLA:CPU library fusions kept (YNNPACK dots and reductions); individual
+#: convolutions, left out, go to XLA's own convolution.
+_CPU_CONV_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type":
+        "LIBRARY_FUSION_TYPE_REDUCE,LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_accepts(items: tuple) -> bool:
+  import jax
+  import jax.numpy as jnp
+  try:
+    jax.jit(lambda x: x + 1).lower(jnp.zeros(2)).compile(compiler_options=dict(items))
+  except Exception:  # an unknown option or value on this jaxlib
+    return False
+  return True
+
+
+def conv_compiler_options() -> dict:
+  """XLA compiler options for convolution-heavy programs (see module docstring).
+
+  ``{}`` off the CPU backend, on a jaxlib without these options, or with
+  ``AUDIOGS_JAX_NO_XLA_OPTIONS`` set.
+  """
+  if os.environ.get("AUDIOGS_JAX_NO_XLA_OPTIONS"):
+    return {}
+  import jax
+  if jax.default_backend() != "cpu":
+    return {}
+  items = tuple(sorted(_CPU_CONV_OPTIONS.items()))
+  return dict(items) if _cpu_accepts(items) else {}

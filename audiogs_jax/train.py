@@ -49,7 +49,7 @@ from audiogs_jax import config as config_lib
 from audiogs_jax import dataset
 from audiogs_jax import dsp
 from audiogs_jax import parallel
-from audiogs_jax.models import SceneInfo, get_model
+from audiogs_jax.models import SceneInfo, compiler_options, get_model
 
 __all__ = ["TrainState", "create_train_state", "stack_states", "scene_state_axes",
            "make_optimizer", "make_train_step", "make_sampled_step", "predict_waveforms",
@@ -198,8 +198,9 @@ def make_sampled_step(model, tx, config, layout: Optional[parallel.Layout] = Non
     batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
     return train_step(state, batch)
 
+  options = compiler_options(model)
   if layout is None:
-    return jax.jit(scene_step, donate_argnums=0)
+    return jax.jit(scene_step, donate_argnums=0, compiler_options=options)
   step = scene_step
   if layout.num_scenes:
     axes = scene_state_axes()
@@ -208,19 +209,18 @@ def make_sampled_step(model, tx, config, layout: Optional[parallel.Layout] = Non
   state_sh = layout.state_shardings(state, tx)
   data_sh = jax.tree.map(lambda x: layout.clip_sharding(x.ndim), data)
   return jax.jit(step, donate_argnums=0, in_shardings=(state_sh, data_sh),
-                 out_shardings=(state_sh, layout.replicated))
+                 out_shardings=(state_sh, layout.replicated), compiler_options=options)
 
 
 def make_predict(model, config):
   """Jitted ``(params, poses [B,4,4], source_tf [B,T,F], length) -> [B,2,L]``."""
   kw = dataset.stft_kwargs(config)
 
-  @jax.jit
   def predict(params, poses, source_tf, length_ref):
     spec = model.render(params, poses, source_tf, config)
     return dsp.istft_frames(spec, length=length_ref.shape[-1], **kw)
 
-  return predict
+  return jax.jit(predict, compiler_options=compiler_options(model))
 
 
 def predict_waveforms(model, params, poses, source_tf, length: int, config,

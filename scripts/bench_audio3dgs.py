@@ -8,6 +8,13 @@ published U-Net width (64):
   divided by the batch size (``min_ms_per_clip``: the fastest call);
 - ``unet_ms_per_clip``: the U-Net alone on the same input (what the PyTorch
   reference computes);
+- ``unet_xla_defaults_ms_per_clip``: the U-Net compiled with XLA's default
+  options instead of ``runtime.conv_compiler_options()`` (which ``train``,
+  ``evaluate`` and ``render`` use, and so does every other JAX timing here);
+- ``unet_vs_torch``: ``unet_ms_per_clip / torch_ms_per_clip`` (medians of the
+  interleaved calls), and ``unet_vs_torch_min`` (fastest calls);
+- ``host_steal_fraction``: the share of the host's CPU time the hypervisor
+  gave to other machines while the forward passes were timed (None off Linux);
 - ``compile_s``: lowering + compiling ``render_batch`` for this batch shape;
 - ``train_step_ms`` (batch 1 only): one jitted loss + grad + Adam update;
 - ``torch_ms_per_clip``: the same U-Net in PyTorch
@@ -24,6 +31,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pathlib
@@ -36,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from audiogs_jax import runtime
 from audiogs_jax.models import audio3dgs as a3
 
 NUM_FRAMES = 173  # 1 s at 22050 Hz, hop 128 (librosa centred frames)
@@ -77,9 +86,10 @@ def bench(width: int = 64, batch: int = 1, repeats: int = 5, *, train_step: bool
   params = a3.init_params(jax.random.PRNGKey(seed), f, t, config=config,
                           source_mag=np.abs(np.asarray(src[0])), spread=0.5)
 
+  options = runtime.conv_compiler_options()
   render = jax.jit(a3.render_batch, static_argnames="config")
   t0 = time.perf_counter()
-  compiled = render.lower(params, poses, src, config=config).compile()
+  compiled = render.lower(params, poses, src, config=config).compile(compiler_options=options)
   compile_s = time.perf_counter() - t0
   fwd = lambda: compiled(params, poses, src)
   jax.block_until_ready(fwd())
@@ -87,8 +97,10 @@ def bench(width: int = 64, batch: int = 1, repeats: int = 5, *, train_step: bool
   unet = a3.unet_module(config)
   maps = jax.jit(jax.vmap(a3.feature_maps, in_axes=(None, 0, None)), static_argnums=2)(
       params.points, poses, config)
-  unet_fwd = jax.jit(unet.apply)
+  unet_fwd = jax.jit(unet.apply).lower(params.unet, maps).compile(compiler_options=options)
+  unet_default = jax.jit(unet.apply).lower(params.unet, maps).compile()
   jax.block_until_ready(unet_fwd(params.unet, maps))
+  jax.block_until_ready(unet_default(params.unet, maps))
 
   ref = _torch_reference() if with_torch else None
   torch_call = None
@@ -104,21 +116,25 @@ def bench(width: int = 64, batch: int = 1, repeats: int = 5, *, train_step: bool
         return tmodel(x)
     torch_call()
 
-  times, unet_times, torch_times = [], [], []
+  import bench as host  # scripts/bench.py: the hypervisor's share of the CPU
+  jiffies = host._cpu_jiffies()
+  times, unet_times, default_times, torch_times = [], [], [], []
   for _ in range(repeats):  # interleaved: every implementation sees the same load
     times.append(_timed(fwd))
     unet_times.append(_timed(unet_fwd, params.unet, maps))
+    default_times.append(_timed(unet_default, params.unet, maps))
     if torch_call is not None:
       t0 = time.perf_counter()
       torch_call()
       torch_times.append(time.perf_counter() - t0)
 
+  steal = host._steal_fraction(jiffies, host._cpu_jiffies())
   step_ms = None
   if train_step and batch == 1:
     opt = optax.adam(1e-3)
     target = jnp.stack([src * 0.5, src * 0.3], axis=1)
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=options)
     def step(p, state):
       (val, _), g = jax.value_and_grad(
           lambda q: a3.loss(a3.render_batch(q, poses, src, config), target), has_aux=True)(p)
@@ -140,10 +156,15 @@ def bench(width: int = 64, batch: int = 1, repeats: int = 5, *, train_step: bool
       "model": "audio3dgs_unet", "batch": batch, "width": width,
       "compute_dtype": compute_dtype, "grid": [f, t],
       "ms_per_clip": per(times), "min_ms_per_clip": best(times),
-      "unet_ms_per_clip": per(unet_times), "compile_s": compile_s,
+      "unet_ms_per_clip": per(unet_times),
+      "unet_xla_defaults_ms_per_clip": per(default_times),
+      "unet_vs_torch": None if not torch_times else (
+          statistics.median(unet_times) / statistics.median(torch_times)),
+      "unet_vs_torch_min": None if not torch_times else min(unet_times) / min(torch_times),
+      "xla_compiler_options": options, "compile_s": compile_s,
       "train_step_ms": step_ms,
       "torch_ms_per_clip": per(torch_times), "torch_min_ms_per_clip": best(torch_times),
-      "repeats": repeats, "cpu_count": os.cpu_count(),
+      "repeats": repeats, "host_steal_fraction": steal, "cpu_count": os.cpu_count(),
       "load_avg_1min": os.getloadavg()[0], "jax_version": jax.__version__,
       "backend": jax.default_backend(),
   }

@@ -1,6 +1,7 @@
 """models.unet: shapes on odd grids, no resizing, layers against flax / PyTorch references."""
 
 import importlib.util
+import re
 import pathlib
 
 import flax.linen as nn
@@ -211,3 +212,70 @@ def test_matches_pytorch_reference():
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
   assert mod.check_against_flax(width=WIDTH, freqs=37, frames=23) < 1e-3
+
+
+def test_group_norm_folds_an_offset_like_adding_it_first():
+  """``GroupNorm(y, b)`` == ``GroupNorm(y + b)`` (how each conv's bias enters)."""
+  y = _x((2, 6, 5, 8)) * 2.0 - 0.5
+  off = _x((8,), 3) * 4.0   # large next to y's spread: the moments must be shifted right
+  p = {"params": {"scale": 1.0 + _x((8,), 1), "bias": _x((8,), 2)}}
+  folded = _run(lambda p, y, o: unet_lib.GroupNorm(num_groups=4).apply(p, y, o), p, y, off)
+  ref = nn.GroupNorm(num_groups=4, epsilon=1e-5).apply(p, y + off)
+  np.testing.assert_allclose(folded, ref, atol=5e-5)
+
+
+def test_conv_block_bias_reaches_the_output():
+  """The folded conv bias is not dropped: the block equals an explicit
+  conv(+bias) -> GroupNorm -> ReLU chain of flax layers, with non-zero biases."""
+  x = _x((1, 6, 4, 3))
+  block = unet_lib.ConvBlock(8)
+  p = jax.tree.map(lambda a: a + 0.3 * _x(a.shape, 5), block.init(jax.random.PRNGKey(0), x))
+  h = x
+  for j in range(2):
+    h = nn.Conv(8, (3, 3), padding="SAME").apply({"params": p["params"][f"conv_{j}"]}, h)
+    h = nn.relu(nn.GroupNorm(num_groups=8, epsilon=1e-5).apply(
+        {"params": p["params"][f"norm_{j}"]}, h))
+  np.testing.assert_allclose(_run(block.apply, p, x), h, atol=1e-4)
+
+
+def test_maxpool_matches_a_window_loop():
+  x = np.asarray(_x((2, 6, 4, 3)))
+  ref = np.empty((2, 3, 2, 3), np.float32)
+  for i in range(3):
+    for j in range(2):
+      ref[:, i, j] = x[:, 2 * i:2 * i + 2, 2 * j:2 * j + 2].max(axis=(1, 2))
+  np.testing.assert_array_equal(_run(unet_lib._maxpool2x2, jnp.asarray(x)), ref)
+
+
+def test_split_concat_auto_levels():
+  """At the published size (272 x 176 padded, width 64) "auto" splits the
+  decoder concat at levels 0 and 1 (big maps, small kernels) and not at 2 and 3."""
+  m = UNet(base_width=64)
+  shapes = [(1, 272 >> i, 176 >> i, 64 << i) for i in range(4)]
+  assert [m._split(i, s) for i, s in enumerate(shapes)] == [True, True, False, False]
+  assert UNet(split_concat=(True, False, True, False))._split(2, shapes[2]) is True
+  assert UNet(split_concat=False)._split(0, shapes[0]) is False
+
+
+def test_conv_compiler_options_same_function(params, monkeypatch):
+  """``runtime.conv_compiler_options`` (CPU: XLA's convolution instead of
+  YNNPACK's) changes the speed, not the function; an option this jaxlib does
+  not know, or ``AUDIOGS_JAX_NO_XLA_OPTIONS``, falls back to XLA's defaults."""
+  from audiogs_jax import runtime
+  opts = runtime.conv_compiler_options()
+  if jax.default_backend() == "cpu":
+    assert opts == runtime._CPU_CONV_OPTIONS or not runtime._cpu_accepts(
+        tuple(sorted(runtime._CPU_CONV_OPTIONS.items())))
+  x = _x((1, 33, 19, 2))
+  f = jax.jit(UNet(base_width=WIDTH).apply)
+  ref = f.lower(params, x).compile()(params, x)
+  out = f.lower(params, x).compile(compiler_options=opts)(params, x)
+  np.testing.assert_allclose(out, ref, atol=2e-5)
+  if opts:
+    text = f.lower(params, x).compile(compiler_options=opts).as_text()
+    entry = text[text.index("\nENTRY"):]
+    assert re.search(r"= f32\[[\d,]+\]\{[\d,]+\} convolution\(", entry), \
+        "the 3x3 convolutions should be XLA's own under these options"
+  assert not runtime._cpu_accepts((("xla_cpu_experimental_ynn_fusion_type", "NO_SUCH_TYPE"),))
+  monkeypatch.setenv("AUDIOGS_JAX_NO_XLA_OPTIONS", "1")
+  assert runtime.conv_compiler_options() == {}

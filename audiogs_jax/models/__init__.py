@@ -15,6 +15,9 @@ checkpoints, metrics) is shared. ``get_model(config.model.name)`` picks one.
   parameter leaf, the axis that runs over Gaussians (None for network
   weights and scalars); ``config.mesh.shard_gaussians`` splits those axes
   over the devices (``audiogs_jax.parallel``).
+- ``compiler_options() -> dict`` (optional): XLA compiler options for the
+  jitted programs that run this model (``jax.jit(..., compiler_options=)``);
+  the Audio 3DGS U-Net uses ``runtime.conv_compiler_options``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-__all__ = ["RenderModel", "SceneInfo", "register", "get_model", "MODELS"]
+__all__ = ["RenderModel", "SceneInfo", "register", "get_model", "compiler_options", "MODELS"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +51,13 @@ class RenderModel:
   positions: Callable[[Any], Any]
   energy: Callable[[Any], Any]
   gaussian_axes: Optional[Callable[[Any], Any]] = None
+  compiler_options: Optional[Callable[[], dict]] = None
+
+
+def compiler_options(model: RenderModel) -> Optional[dict]:
+  """``model.compiler_options()``, or None (XLA's defaults) when it has none
+  or they are empty; for ``jax.jit(..., compiler_options=...)``."""
+  return (model.compiler_options() or None) if model.compiler_options else None
 
 
 MODELS: dict = {}

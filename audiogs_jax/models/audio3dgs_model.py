@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from audiogs_jax import runtime
 from audiogs_jax.gaussians import Gaussians
 from audiogs_jax.models import RenderModel, SceneInfo, register
 from audiogs_jax.models import audio3dgs as a3
@@ -69,4 +70,5 @@ def gaussian_axes(params: a3.Audio3DGSParams):
 
 register(RenderModel(name="audio3dgs_unet", init=init, render=render, loss=loss,
                      labels=labels, positions=positions, energy=energy,
-                     gaussian_axes=gaussian_axes))
+                     gaussian_axes=gaussian_axes,
+                     compiler_options=runtime.conv_compiler_options))

@@ -31,17 +31,26 @@ Choices the papers leave open, fixed here:
   ``nn.ConvTranspose(C', (2, 2), strides=(2, 2))`` (and PyTorch's
   ``ConvTranspose2d(C, C', 2, stride=2)``), but it avoids the zero-dilated
   convolution XLA would otherwise emit, which is slow on CPU.
-- **Max pool** is a reshape and a max over the 2 x 2 window (``_maxpool2x2``).
+- **Max pool** is the elementwise maximum of the four strided 2 x 2 views
+  (``_maxpool2x2``).
+- **Conv bias into GroupNorm.** Each 3x3 conv's bias is not added to its
+  output: ``GroupNorm(y, bias)`` adds its effect to the statistics and to its
+  own per-channel shift, the same function with one pass less over the map.
 - **3x3 convolutions** (``Conv3x3``, the same parameters as ``nn.Conv``) pick
   their algorithm per layer (``conv_impl="auto"``): XLA's convolution, except at
   or below ``AUTO_IM2COL_MAX_PIXELS`` pixels (the 17 x 11 bottleneck at the
   published size), where one ``[HW, 9C] @ [9C, C']`` product (im2col) is about
-  2x faster on CPU for 512-1024 channels. ``split_concat=True`` computes each
-  decoder block's first conv on ``concat[skip, up]`` as the sum of two convs
-  (the kernel split on its input channels), which saves writing and reading the
-  concatenated copy. Both are the same function as the plain layers (tests);
-  on the 2-core CPU at width 64 they took the forward pass from about 1.19x to
-  about 1.07x PyTorch's time (``scripts/bench_audio3dgs.py``).
+  2x faster on CPU for 512-1024 channels. ``split_concat`` computes a decoder
+  block's first conv on ``concat[skip, up]`` as the sum of two convs (the
+  kernel split on its input channels), which saves writing and reading the
+  concatenated copy; ``"auto"`` does so where that copy is larger than the
+  kernel slices (levels 0 and 1 at the published size). All of these are the
+  same function as the plain layers (tests).
+- **Speed on CPU.** Together with the XLA options of
+  ``runtime.conv_compiler_options`` (XLA's own convolution instead of
+  YNNPACK's), the width-64 forward of a 1-s clip on a 2-core CPU takes about
+  0.87x the time of the same network in PyTorch (``scripts/bench_audio3dgs.py``,
+  which times both in one process).
 
 ``dtype`` is the compute dtype (``jnp.bfloat16`` for mixed precision);
 parameters are always stored in ``param_dtype`` (float32) and GroupNorm
@@ -82,9 +91,15 @@ def num_groups(channels: int, max_groups: int = 32) -> int:
 
 
 def _maxpool2x2(x: jnp.ndarray) -> jnp.ndarray:
-  """``[B, H, W, C]`` (H, W even) -> ``[B, H/2, W/2, C]``, max over 2 x 2 windows."""
-  b, h, w, c = x.shape
-  return jnp.max(x.reshape(b, h // 2, 2, w // 2, 2, c), axis=(2, 4))
+  """``[B, H, W, C]`` (H, W even) -> ``[B, H/2, W/2, C]``, max over 2 x 2 windows.
+
+  Written as the elementwise maximum of the four strided views rather than a
+  reduction over a ``[.., 2, .., 2, ..]`` reshape: the same values, but XLA:CPU
+  then emits a plain loop fusion instead of handing the pool, together with
+  the convolution after it, to its YNNPACK reduction fusion (which is slower
+  for those convolutions)."""
+  a = jnp.maximum(x[:, 0::2, 0::2], x[:, 0::2, 1::2])
+  return jnp.maximum(a, jnp.maximum(x[:, 1::2, 0::2], x[:, 1::2, 1::2]))
 
 
 class _UpConv2x2(nn.Module):
@@ -113,6 +128,13 @@ _CONV_IMPLS = ("xla", "im2col", "rows", "shift")
 #: ``"auto"``: im2col at or below this many pixels (the published U-Net's
 #: 17 x 11 bottleneck), XLA's convolution above (scripts/bench_audio3dgs.py).
 AUTO_IM2COL_MAX_PIXELS = 256
+
+
+#: ``split_concat="auto"``: a decoder level's first conv is split in two when
+#: its input has more than this many pixels per skip channel, i.e. when the
+#: concatenated ``[H, W, 2C]`` copy is larger than twice the ``[3, 3, 2C, C]``
+#: kernel that splitting slices (levels 0-1 of the published U-Net, not 2-3).
+SPLIT_CONCAT_PIXELS_PER_CHANNEL = 18
 
 
 def _auto_impl(shape) -> str:
@@ -153,11 +175,16 @@ class Conv3x3(nn.Module):
   (``kernel [3, 3, C, features]``, ``bias``), computed by ``conv3x3(impl)``."""
   features: int
   impl: str = "auto"
+  add_bias: bool = True
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
+    """``x``: ``[B, H, W, C]``, or a tuple of such maps standing for their
+    concatenation on channels. Returns ``conv + bias``, or with
+    ``add_bias=False`` the pair ``(conv, bias)`` for a consumer that adds the
+    bias itself (``GroupNorm(x, bias)`` folds it into its affine map)."""
     parts = tuple(x) if isinstance(x, (tuple, list)) else (x,)
     c = sum(p.shape[-1] for p in parts)
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, c, self.features),
@@ -170,6 +197,8 @@ class Conv3x3(nn.Module):
       yi = conv3x3(p.astype(self.dtype), kernel[:, :, off:off + ci],
                    _auto_impl(p.shape) if self.impl == "auto" else self.impl)
       y, off = (yi if y is None else y + yi), off + ci
+    if not self.add_bias:
+      return y, bias
     return y + bias.astype(self.dtype)
 
 
@@ -188,7 +217,12 @@ class GroupNorm(nn.Module):
   param_dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, offset=None):
+    """GroupNorm of ``x``, or of ``x + offset`` (``offset``: ``[C]``, e.g. the
+    bias of the conv before it) without materialising the sum: the offset's
+    effect on the statistics is added to ``x``'s per-channel moments
+    (``E[(x+o)^2] = E[x^2] + 2 o E[x] + o^2``) and it enters the output's
+    per-channel shift."""
     b, h, w, c = x.shape
     g = self.num_groups
     if c % g:
@@ -198,10 +232,15 @@ class GroupNorm(nn.Module):
     xf = x.reshape(b, h * w, c).astype(jnp.float32)
     m1 = jnp.mean(xf, axis=1)                                   # [B, C]
     m2 = jnp.mean(xf * xf, axis=1)
+    if offset is not None:
+      o = offset.astype(jnp.float32)
+      m1, m2 = m1 + o, m2 + (2.0 * m1 + o) * o
     group = lambda m: jnp.repeat(m.reshape(b, g, c // g).mean(-1), c // g, axis=-1)
     m1, m2 = group(m1), group(m2)
     inv = jax.lax.rsqrt(jnp.maximum(m2 - m1 * m1, 0.0) + self.epsilon) * scale
     shift = bias - m1 * inv
+    if offset is not None:
+      shift = shift + o * inv
     return (x * inv[:, None, None, :].astype(self.dtype)
             + shift[:, None, None, :].astype(self.dtype))
 
@@ -221,12 +260,13 @@ class ConvBlock(nn.Module):
   def __call__(self, x):
     if self.norm not in ("group", "none"):
       raise ValueError(f"norm must be 'group' or 'none', got {self.norm!r}")
+    group = self.norm == "group"
     for j in range(2):
-      x = Conv3x3(self.features, impl=self.conv_impl, dtype=self.dtype,
+      x = Conv3x3(self.features, impl=self.conv_impl, add_bias=not group, dtype=self.dtype,
                   param_dtype=self.param_dtype, name=f"conv_{j}")(x)
-      if self.norm == "group":
+      if group:  # the conv bias is folded into GroupNorm: one pass less over x
         x = GroupNorm(num_groups(self.features), epsilon=1e-5, dtype=self.dtype,
-                      param_dtype=self.param_dtype, name=f"norm_{j}")(x)
+                      param_dtype=self.param_dtype, name=f"norm_{j}")(*x)
       x = nn.relu(x)
     return x
 
@@ -243,7 +283,9 @@ class UNet(nn.Module):
       ``"reflect"``, ``"constant"`` (zeros) or ``"edge"``.
     conv_impl: 3x3 convolution algorithm (``conv3x3``): ``"auto"``, ``"xla"``,
       ``"im2col"``, ``"rows"``, ``"shift"``, or a tuple of one per level.
-    split_concat: decoder convs on ``(skip, up)`` as two summed convs.
+    split_concat: decoder convs on ``(skip, up)`` as two summed convs:
+      ``"auto"`` (where the concatenated copy outweighs the kernel slices,
+      ``SPLIT_CONCAT_PIXELS_PER_CHANNEL``), True, False, or one bool per level.
     dtype: compute dtype (float32 or bfloat16).
     param_dtype: parameter dtype (float32).
   """
@@ -253,13 +295,20 @@ class UNet(nn.Module):
   norm: str = "group"
   pad_mode: str = "reflect"
   conv_impl: Any = "auto"
-  split_concat: bool = True
+  split_concat: Any = "auto"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
   def _impl(self, level: int) -> str:
     ci = self.conv_impl
     return ci if isinstance(ci, str) else ci[level]
+
+  def _split(self, level: int, skip_shape) -> bool:
+    sc = self.split_concat
+    if sc == "auto":  # split where the concatenated copy outweighs the kernel slices
+      _, h, w, c = skip_shape
+      return h * w > SPLIT_CONCAT_PIXELS_PER_CHANNEL * c
+    return bool(sc) if isinstance(sc, (bool, int)) else bool(sc[level])
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -285,7 +334,8 @@ class UNet(nn.Module):
       up = _UpConv2x2(widths[i], dtype=self.dtype, param_dtype=self.param_dtype,
                       name=f"up_{i}")(x)
       x = ConvBlock(widths[i], **kw, conv_impl=self._impl(i), name=f"dec_{i}")(
-          (skips[i], up) if self.split_concat else jnp.concatenate([skips[i], up], axis=-1))
+          (skips[i], up) if self._split(i, skips[i].shape)
+          else jnp.concatenate([skips[i], up], axis=-1))
     x = nn.Conv(self.out_channels, (1, 1), dtype=self.dtype,
                 param_dtype=self.param_dtype, name="head")(x)
     return x[:, :h, :w, :].astype(jnp.float32)
