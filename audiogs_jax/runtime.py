@@ -17,13 +17,14 @@ on import: only the entry points (``train``, ``evaluate``, ``render``) and
 
 ``conv_compiler_options()``: the XLA compiler options under which the
 Audio 3DGS U-Net is compiled (``RenderModel.compiler_options``; ``train``,
-``evaluate`` and ``render`` pass them to ``jax.jit``). Since jaxlib 0.7 or so,
-XLA:CPU hands individual convolutions, dots and reductions to its YNNPACK
-library by default. For the U-Net's 3x3 convolutions at 68 x 44 and below
-(256-1024 channels), XLA's own (Eigen) convolution is 25-45 % faster on a
-2-core AVX-512 machine, so these options keep YNNPACK for dots and
-reductions only: the width-64 forward took about 0.87x PyTorch's time,
-against about 1.0-1.07x with the defaults (``scripts/bench_audio3dgs.py``).
+``evaluate`` and ``render`` pass them to ``jax.jit``). XLA:CPU (jaxlib 0.10.2,
+where this was measured) hands individual convolutions, dots and reductions to
+its YNNPACK library by default. For the U-Net's 3x3 convolutions from 136 x 88
+down to 34 x 22 (128-1024 channels), XLA's own (Eigen) convolution took 6-37 %
+less time in 8 of 9 layers on a 2-core AVX-512 machine, so these options keep
+YNNPACK for dots and reductions only. The width-64 forward then took
+0.87-1.01x PyTorch's time (median 0.94, eight quiet runs of
+``scripts/bench_audio3dgs.py``), and 9-16 % longer with XLA's defaults.
 They are returned only on the CPU backend and only when this jaxlib accepts
 them (one tiny probe compilation, cached); otherwise, or when
 ``AUDIOGS_JAX_NO_XLA_OPTIONS`` is set, the result is ``{}`` and XLA's

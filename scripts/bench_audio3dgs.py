@@ -13,14 +13,19 @@ published U-Net width (64):
   ``evaluate`` and ``render`` use, and so does every other JAX timing here);
 - ``unet_vs_torch``: ``unet_ms_per_clip / torch_ms_per_clip`` (medians of the
   interleaved calls), and ``unet_vs_torch_min`` (fastest calls);
+- ``torch_tuned_alloc_ms_per_clip`` and ``unet_vs_torch_tuned_alloc``: PyTorch
+  with ``runtime.tune_host_allocator()`` too (``torch_ms_per_clip`` is PyTorch
+  as its users run it, with glibc's default allocator; the JAX calls always run
+  with the tuned one, as ``train``, ``evaluate`` and ``render`` do);
 - ``host_steal_fraction``: the share of the host's CPU time the hypervisor
   gave to other machines while the forward passes were timed (None off Linux);
 - ``compile_s``: lowering + compiling ``render_batch`` for this batch shape;
 - ``train_step_ms`` (batch 1 only): one jitted loss + grad + Adam update;
 - ``torch_ms_per_clip``: the same U-Net in PyTorch
   (``scripts/torch_unet_reference.py``, fp32, eval, ``inference_mode``,
-  ``torch.set_num_threads(os.cpu_count())``), in this process, timed
-  interleaved with the JAX calls so that both see the same machine load.
+  ``torch.set_num_threads(os.cpu_count())``, glibc's default allocator), in
+  this process, timed interleaved with the JAX calls so that both see the
+  same machine load.
 
 Usage::
 
@@ -118,15 +123,31 @@ def bench(width: int = 64, batch: int = 1, repeats: int = 5, *, train_step: bool
 
   import bench as host  # scripts/bench.py: the hypervisor's share of the CPU
   jiffies = host._cpu_jiffies()
-  times, unet_times, default_times, torch_times = [], [], [], []
-  for _ in range(repeats):  # interleaved: every implementation sees the same load
+  times, unet_times, default_times, torch_times, torch_tuned_times = [], [], [], [], []
+
+  def torch_timed():
+    t0 = time.perf_counter()
+    torch_call()
+    return time.perf_counter() - t0
+
+  # Interleaved, so that every implementation sees the same load. JAX runs as
+  # the entry points run it, with runtime.tune_host_allocator(); PyTorch as its
+  # users run it, with glibc's default allocator, and also with the tuned one
+  # (it helps PyTorch's per-layer allocations, not XLA's). A warm-up call
+  # follows each switch, so that every timed call sees a settled heap.
+  for _ in range(repeats):
+    runtime.tune_host_allocator()
+    jax.block_until_ready(fwd())
     times.append(_timed(fwd))
     unet_times.append(_timed(unet_fwd, params.unet, maps))
     default_times.append(_timed(unet_default, params.unet, maps))
     if torch_call is not None:
-      t0 = time.perf_counter()
       torch_call()
-      torch_times.append(time.perf_counter() - t0)
+      torch_tuned_times.append(torch_timed())
+      runtime.restore_host_allocator()
+      torch_call()
+      torch_times.append(torch_timed())
+  runtime.tune_host_allocator()
 
   steal = host._steal_fraction(jiffies, host._cpu_jiffies())
   step_ms = None
@@ -164,6 +185,9 @@ def bench(width: int = 64, batch: int = 1, repeats: int = 5, *, train_step: bool
       "xla_compiler_options": options, "compile_s": compile_s,
       "train_step_ms": step_ms,
       "torch_ms_per_clip": per(torch_times), "torch_min_ms_per_clip": best(torch_times),
+      "torch_tuned_alloc_ms_per_clip": per(torch_tuned_times),
+      "unet_vs_torch_tuned_alloc": None if not torch_times else (
+          statistics.median(unet_times) / statistics.median(torch_tuned_times)),
       "repeats": repeats, "host_steal_fraction": steal, "cpu_count": os.cpu_count(),
       "load_avg_1min": os.getloadavg()[0], "jax_version": jax.__version__,
       "backend": jax.default_backend(),

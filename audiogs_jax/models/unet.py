@@ -48,9 +48,9 @@ Choices the papers leave open, fixed here:
   same function as the plain layers (tests).
 - **Speed on CPU.** Together with the XLA options of
   ``runtime.conv_compiler_options`` (XLA's own convolution instead of
-  YNNPACK's), the width-64 forward of a 1-s clip on a 2-core CPU takes about
-  0.87x the time of the same network in PyTorch (``scripts/bench_audio3dgs.py``,
-  which times both in one process).
+  YNNPACK's), the width-64 forward of a 1-s clip on a 2-core CPU took
+  0.87-1.01x the time of the same network in PyTorch (median 0.94 over eight
+  runs of ``scripts/bench_audio3dgs.py``, which times both in one process).
 
 ``dtype`` is the compute dtype (``jnp.bfloat16`` for mixed precision);
 parameters are always stored in ``param_dtype`` (float32) and GroupNorm
