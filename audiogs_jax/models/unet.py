@@ -40,7 +40,7 @@ Choices the papers leave open, fixed here:
   their algorithm per layer (``conv_impl="auto"``): XLA's convolution, except at
   or below ``AUTO_IM2COL_MAX_PIXELS`` pixels (the 17 x 11 bottleneck at the
   published size), where one ``[HW, 9C] @ [9C, C']`` product (im2col) took
-  5-10 % less time on CPU than XLA's own convolution and less than half of
+  5-10 % less time on CPU than XLA's own convolution and 29-55 % less than
   YNNPACK's (512-1024 channels, best of 7 calls). ``split_concat`` computes a decoder
   block's first conv on ``concat[skip, up]`` as the sum of two convs (the
   kernel split on its input channels), which saves writing and reading the
