@@ -84,7 +84,8 @@ def synthetic_scene_dir(config, progress: bool = True) -> pathlib.Path:
       rt60=float(s.rt60), signal=str(s.signal), seconds=int(s.seconds),
       trajectory=str(s.trajectory), head_radius=float(s.head_radius),
       sample_rate=int(config.data.sample_rate), seed=synthetic_seed(config),
-      progress=progress)
+      ears="sofa" if s.get("hrtf") else str(s.get("ears", "kemar")),
+      hrtf=str(s.get("hrtf")) or None, progress=progress)
 
 
 def _check_split(kind: str, split: str) -> None:

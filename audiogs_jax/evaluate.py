@@ -47,7 +47,8 @@ __all__ = ["load_trained", "evaluate_workdir", "format_table", "main"]
 
 METHOD_LABELS = {"model": None, "mono_mono": "Mono-Mono", "mono_energy": "Mono-Energy",
                  "stereo_energy": "Stereo-Energy", "nearest_pose": "Nearest-pose transfer"}
-COLUMNS = ("mag_avnerf", "mag_avcloud", "env", "lre", "rte", "rte_true", "dpam")
+COLUMNS = ("mag_avnerf", "mag_avcloud", "env", "lre", "rte", "rte_true", "itd", "ipd", "ild",
+           "dpam")
 
 
 def _load_state(workdir, which: str):

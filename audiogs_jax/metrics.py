@@ -20,6 +20,8 @@ Inputs ``[2, L]`` are treated as a batch of one.
 - ``rte``  ``|RT60(p) - RT60(g)|`` with the blind estimator
   :func:`rt60_blind` (named by :data:`ESTIMATOR_NAME`; always report it), on the
   mono mix of the two ears. ``rt60_true_error`` compares to a simulator's RT60.
+- ``itd`` / ``ipd`` / ``ild`` (and ``ild_<Hz>`` per octave band): interaural time,
+  phase and level errors, :mod:`audiogs_jax.interaural`.
 - ``dpam`` CDPAM (optional ``cdpam`` + ``torch``); ``None`` when not installed,
   never a made-up number.
 
@@ -39,6 +41,7 @@ import numpy as np
 import scipy.signal
 
 from audiogs_jax import dsp
+from audiogs_jax import interaural
 
 __all__ = [
     "ESTIMATOR_NAME", "ESTIMATOR_DESCRIPTION", "RT60_MIN", "RT60_MAX",
@@ -56,7 +59,7 @@ AVCLOUD_STFT = dict(n_fft=512, hop_length=160, win_length=400, window="hamming",
 LRE_EPS = 1e-5
 DPAM_SAMPLE_RATE = 22050
 
-METRIC_KEYS = ("mag_avnerf", "mag_avcloud", "env", "lre", "rte")
+METRIC_KEYS = ("mag_avnerf", "mag_avcloud", "env", "lre", "rte", "itd", "ipd", "ild")
 
 # Clips per jit call of the STFT metrics; the last chunk is zero-padded to this
 # size so that one compiled program serves a whole evaluation.
@@ -482,7 +485,9 @@ def compute_metrics(pred, target, sample_rate: float, *, rt60_true=None,
   """All metrics per clip.
 
   Returns:
-    ``{"mag_avnerf", "mag_avcloud", "env", "lre", "rte"}`` each ``[B]``, plus
+    ``{"mag_avnerf", "mag_avcloud", "env", "lre", "rte"}`` and the interaural
+    errors of :mod:`audiogs_jax.interaural` (``"itd"`` in microseconds, ``"ipd"``,
+    ``"ild"`` and the per-band ``"ild_<Hz>"`` in dB), each ``[B]``, plus
     ``"rte_true"`` (``|RT60(p) - rt60_true|``) when ``rt60_true`` is given and
     ``"dpam"`` when ``with_dpam`` and cdpam is installed (absent otherwise).
     RTE uses :data:`ESTIMATOR_NAME`.
@@ -497,6 +502,7 @@ def compute_metrics(pred, target, sample_rate: float, *, rt60_true=None,
       "lre": lre(pred, target),
       "rte": np.abs(rt_p - rt_g),
   }
+  out.update(interaural.interaural_metrics(pred, target, sample_rate))
   if rt60_true is not None:
     true = np.broadcast_to(np.asarray(rt60_true, dtype=np.float64), rt_p.shape)
     out["rte_true"] = np.abs(rt_p - true)

@@ -251,9 +251,15 @@ def scene_info_of(scene, config) -> SceneInfo:
   if config.model.name != "audiogs":
     s = np.asarray(dsp.stft(jnp.asarray(scene.source), **kw))
     src_mag = np.mean(np.abs(s), axis=0).astype(np.float32)       # [F, T]
+  source_est = None
+  if config.model.get("init_position", "listeners") == "itd":
+    from audiogs_jax import localize
+    source_est = tuple(float(v) for v in localize.estimate_source(
+        scene.poses, scene.binaural, scene.sample_rate))
   return SceneInfo(num_freqs=kw["n_fft"] // 2 + 1, num_frames=frames,
                    sample_rate=scene.sample_rate, center=dataset.listener_center(scene),
-                   metres_per_unit=dataset.metres_per_unit(scene), source_mag=src_mag)
+                   metres_per_unit=dataset.metres_per_unit(scene), source_mag=src_mag,
+                   source_estimate=source_est)
 
 
 def scene_info_from_meta(meta: dict) -> SceneInfo:

@@ -36,7 +36,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.synth.signal = "speech"
   c.data.synth.trajectory = "random_walk"
   c.data.synth.seed = 0              # scene k (numeric id) is simulated with seed + k - 1
-  c.data.synth.head_radius = 0.0875
+  c.data.synth.head_radius = 0.0875    # cardioid ears only
+  c.data.synth.ears = "kemar"        # kemar (packaged MIT KEMAR HRIRs) | cardioid
+  c.data.synth.hrtf = ""             # a SimpleFreeFieldHRIR .sofa file (overrides ears)
 
   # --- model -------------------------------------------------------------
   c.model = ml_collections.ConfigDict()
@@ -49,7 +51,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.use_phase_correction = True
   c.model.use_learned_phase = True
   c.model.content_mode = False
-  c.model.init_spread = 0.3          # scene units around the listener centroid
+  c.model.init_position = "listeners"  # listeners (centroid) | itd (source estimated from ITDs)
+  c.model.init_spread = 0.3          # scene units around init_position
   c.model.init_gain = 1.0
   c.model.head_radius = 0.0875       # metres
   c.model.speed_of_sound = 343.0

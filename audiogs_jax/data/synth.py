@@ -113,6 +113,7 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import signal as sps
 
+from . import heads
 from .scene import DataError, read_json
 from .signals import SIGNALS, make_signal
 
@@ -141,7 +142,7 @@ __all__ = [
     "main",
 ]
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "2.0"
 SPEED_OF_SOUND = 343.0
 _SINC_HALF = 16            # windowed-sinc fractional delay: 2 * 16 taps
 _SINC_SECONDS = 0.05       # sinc interpolation for arrivals within 50 ms of the direct sound
@@ -547,8 +548,13 @@ def _ir_length(ir_seconds: float, sample_rate: int) -> int:
 def binaural_ir(images: ImageSources, pose: np.ndarray, *, sample_rate: int,
                 ir_seconds: float, head_radius: float = 0.0875,
                 c: float = SPEED_OF_SOUND, head_shadow: bool = True,
-                tail: np.ndarray | None = None) -> np.ndarray:
+                tail: np.ndarray | None = None, head=None) -> np.ndarray:
   """Ear impulse responses for one head pose (see the module docstring).
+
+  With ``head`` (a ``heads.HRIRSet``) every image source is heard through the
+  measured HRIRs of its direction (``heads.hrir_ir``) and ``head_radius`` /
+  ``head_shadow`` are unused; without it, the two ear points with the spherical-head
+  shadow filter ("cardioid" ears).
 
   Args:
     images: the room's image sources.
@@ -565,6 +571,14 @@ def binaural_ir(images: ImageSources, pose: np.ndarray, *, sample_rate: int,
   """
   pose = np.asarray(pose, dtype=np.float64)
   length = _ir_length(ir_seconds, sample_rate)
+  if head is not None:
+    out = heads.hrir_ir(images, pose, head, sample_rate=sample_rate, length=length, c=c,
+                        early_seconds=_SINC_SECONDS,
+                        band_weights=lambda fr: _band_weights(images.band_centres, fr))
+    if tail is not None:
+      n = min(length, tail.shape[1])
+      out[:, :n] += tail[:, :n]
+    return out
   ears = ear_positions(pose, head_radius)
   right = pose[:3, 0]
   nfft = sfft.next_fast_len(length + 256)
@@ -837,7 +851,8 @@ def generate_scene(out_root: os.PathLike | str, *, scene: str = "1",
                    pitch_deg: float = 0.0, head_radius: float = 0.0875,
                    sample_rate: int = 22050, seed: int = 0, ray_tracing: bool = False,
                    val_fraction: float = 0.2, max_order: int | None = None,
-                   ir_seconds: float | None = None, progress: bool = True) -> pathlib.Path:
+                   ir_seconds: float | None = None, ears: str = "kemar",
+                   hrtf: str | None = None, progress: bool = True) -> pathlib.Path:
   """Simulate one scene and write it in the RWAVS layout.
 
   Args:
@@ -864,6 +879,11 @@ def generate_scene(out_root: os.PathLike | str, *, scene: str = "1",
     ir_seconds: IR length (None: the room's Sabine RT60 + 50 ms, at most 2 s,
       and without ray tracing at most what ~1e6 image sources cover, with a
       warning: about 0.8 s in a 6 x 5 x 3 m room).
+    ears: "kemar" (the packaged MIT KEMAR HRIRs, the default), "cardioid" (two ear
+      points ``head_radius`` apart with the spherical-head shadow filter), or
+      "sofa" with ``hrtf``.
+    hrtf: a SimpleFreeFieldHRIR SOFA file: the head to hear the room through
+      (overrides ``ears``).
     progress: show a tqdm bar over frames.
   Returns:
     The scene folder ``out_root/<scene>``.
@@ -877,13 +897,19 @@ def generate_scene(out_root: os.PathLike | str, *, scene: str = "1",
               signal=os.fspath(signal), seconds=int(seconds), trajectory=trajectory,
               yaw=yaw, pitch_deg=float(pitch_deg), head_radius=float(head_radius),
               sample_rate=int(sample_rate), seed=int(seed), ray_tracing=bool(ray_tracing),
-              val_fraction=float(val_fraction), max_order=max_order, ir_seconds=ir_seconds)
+              val_fraction=float(val_fraction), max_order=max_order, ir_seconds=ir_seconds,
+              ears=str(ears), hrtf=None if not hrtf else os.fspath(hrtf))
   seconds = int(seconds)
   if seconds < 1:
     raise ValueError("seconds must be >= 1")
   if len(room) != 3 or min(room) <= 0:
     raise ValueError(f"room must be 3 positive sizes in metres, got {room}")
   sr = int(sample_rate)
+  if ears not in heads.EARS:
+    raise ValueError(f"ears must be one of {', '.join(heads.EARS)}, got {ears!r}")
+  if ears == "sofa" and not hrtf:
+    raise ValueError("ears='sofa' needs an HRTF file (--hrtf FILE.sofa)")
+  head = heads.load_head(ears, hrtf, sr)
   rng = np.random.default_rng(seed)
   room_dim = np.asarray(room, dtype=np.float64)
 
@@ -952,7 +978,7 @@ def generate_scene(out_root: os.PathLike | str, *, scene: str = "1",
   for pose in tqdm(poses, desc=f"scene {scene}: ear IRs", unit="frame", disable=not progress,
                    leave=False):
     irs.append(binaural_ir(images, pose, sample_rate=sr, ir_seconds=ir_seconds,
-                           head_radius=head_radius, tail=tail))
+                           head_radius=head_radius, tail=tail, head=head))
   boundaries = [int(round((t + 0.5) * sr)) for t in times[:-1]]
   binaural = render_track(src_signal, irs, boundaries,
                           int(round(_CROSSFADE_SECONDS * sr)))
@@ -1028,7 +1054,11 @@ def generate_scene(out_root: os.PathLike | str, *, scene: str = "1",
       "source_gain": 1.0,
       "coordinates": "world: room metres, z up; poses head-to-world, columns right, up, "
                      "backward (OpenGL); yaw 0 faces +x",
-      "head_model": "Brown & Duda (1998) spherical-head shadow, ITD from ear positions",
+      "ears": "cardioid" if head is None else ("sofa" if hrtf else "kemar"),
+      "hrtf": None if head is None else head.name,
+      "head_model": ("Brown & Duda (1998) spherical-head shadow, ITD from ear positions"
+                     if head is None else
+                     f"measured HRIRs ({head.name}), image sources by direction of arrival"),
       "segments": "pose t covers output samples [t-0.5, t+0.5) s, 20 ms crossfades",
   }
   _write_json_atomic(scene_dir / "scene_meta.json", meta)
@@ -1058,6 +1088,10 @@ def _cache_key(kwargs: dict) -> str:
   if os.fspath(sig) not in SIGNALS and os.path.isfile(os.fspath(sig)):
     with open(os.fspath(sig), "rb") as f:
       norm["signal_sha256"] = hashlib.sha256(f.read()).hexdigest()
+  hrtf = kwargs.get("hrtf")
+  if hrtf and os.path.isfile(os.fspath(hrtf)):
+    with open(os.fspath(hrtf), "rb") as f:
+      norm["hrtf_sha256"] = hashlib.sha256(f.read()).hexdigest()
   norm["generator_version"] = GENERATOR_VERSION
   blob = json.dumps(norm, sort_keys=True).encode()
   return hashlib.sha256(blob).hexdigest()[:16]
@@ -1151,7 +1185,15 @@ def _parser() -> argparse.ArgumentParser:
                  help="head yaw: direction of motion, random, or fixed (+x)")
   p.add_argument("--pitch-deg", type=float, default=0.0,
                  help="maximum random head pitch in degrees (0: level)")
-  p.add_argument("--head-radius", type=float, default=0.0875, help="metres")
+  p.add_argument("--ears", default="kemar", choices=["kemar", "cardioid"],
+                 help="kemar: the packaged MIT KEMAR HRIRs (Gardner & Martin 1994); "
+                      "cardioid: two ear points --head-radius apart with a spherical-head "
+                      "shadow filter")
+  p.add_argument("--hrtf", default=None, metavar="FILE.sofa",
+                 help="hear the room through this SimpleFreeFieldHRIR SOFA file "
+                      "instead (overrides --ears)")
+  p.add_argument("--head-radius", type=float, default=0.0875,
+                 help="metres (cardioid ears; recorded in the scene metadata)")
   p.add_argument("--sample-rate", type=int, default=22050, help="Hz")
   p.add_argument("--seed", type=int, default=0, help="random seed (output is deterministic)")
   p.add_argument("--ray-tracing", action="store_true",
@@ -1185,7 +1227,7 @@ def _main(a) -> pathlib.Path:
       yaw=a.yaw, pitch_deg=a.pitch_deg, head_radius=a.head_radius,
       sample_rate=a.sample_rate, seed=a.seed, ray_tracing=a.ray_tracing,
       val_fraction=a.val_fraction, max_order=a.max_order, ir_seconds=a.ir_seconds,
-      progress=not a.quiet)
+      ears="sofa" if a.hrtf else a.ears, hrtf=a.hrtf, progress=not a.quiet)
   print(scene_dir)
   return scene_dir
 

@@ -39,6 +39,7 @@ class SceneInfo:
   center: tuple                       # listener centroid, scene units
   metres_per_unit: Optional[float]    # from the scene's metadata, if known
   source_mag: Optional[np.ndarray] = None   # [F, T] mean |S| over training clips
+  source_estimate: Optional[tuple] = None   # [3] scene units, from the clips' ITDs
 
 
 @dataclasses.dataclass(frozen=True)

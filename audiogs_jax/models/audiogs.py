@@ -37,13 +37,26 @@ def metres_per_unit(scene: SceneInfo, config) -> float:
   return DEFAULT_METRES_PER_UNIT
 
 
+def _init_center(scene: SceneInfo, config) -> tuple:
+  """Where the Gaussians start: the listeners' centroid, or (``model.init_position
+  = "itd"``) the source position estimated from the training clips' interaural
+  times (``localize.estimate_source``), so that the geometric phase correction starts
+  with the source's interaural time at every pose."""
+  where = config.model.get("init_position", "listeners")
+  if where == "itd" and scene.source_estimate is not None:
+    return tuple(scene.source_estimate)
+  if where not in ("itd", "listeners"):
+    raise ValueError(f"model.init_position must be listeners or itd, got {where!r}")
+  return scene.center
+
+
 def init(key, scene: SceneInfo, config) -> GaussianGrid:
   """Initial parameters in the grid layout (see ``gaussians.GaussianGrid``)."""
   m = config.model
   mpu = metres_per_unit(scene, config)
   g = init_gaussians(
       key, scene.num_freqs, scene.num_frames, sh_degree=int(m.sh_degree),
-      center=scene.center, spread=float(m.init_spread), dual=bool(m.dual_sh),
+      center=_init_center(scene, config), spread=float(m.init_spread), dual=bool(m.dual_sh),
       learn_phase=bool(m.use_learned_phase),
       log_scale=float(np.log(mpu)) if m.learn_scale else None,
       init_gain=float(m.init_gain), activation=str(m.activation))
