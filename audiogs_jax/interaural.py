@@ -9,15 +9,19 @@ mixes head shadow with overall level. These metrics do. All take waveforms
 
 - ``itd(x)``: ITD of each clip in seconds, positive when the left ear leads (source on
   the left): the lag of the GCC-PHAT cross-correlation ``irfft(conj(X_L) X_R / |.|)``
-  within +-1 ms, computed on a 4x finer lag grid (zero-padded spectrum) and refined by
-  a parabola through the peak and its neighbours. Identical channels give 0, a
-  k-sample delay of the right channel gives ``k / sr``.
+  over the bins up to ``ITD_MAX_HZ`` (3 kHz), within +-1 ms, computed on a 4x finer lag
+  grid (spectrum zero-padded to 2 x 4 the clip length) and refined by a parabola through
+  the peak and its neighbours. Identical channels give 0, a k-sample delay of the right
+  channel gives ``k / sr``. The band limit: above a few kHz a head's interaural phase is
+  dominated by the pinnae and, in a room, by the reverberant field, and whitening gives
+  those bins as much weight as the ones that carry the ITD, so broadband GCC-PHAT picks
+  a reflection's lag on a fraction of reverberant clips (README, "Interaural metrics").
 - ``itd_error``: ``|ITD(pred) - ITD(target)|`` in microseconds.
 - ``ipd_error``: ``sum w (1 - cos(IPD_pred - IPD_target)) / sum w`` over the STFT bins
-  below 1.5 kHz (the AV-NeRF STFT: n_fft 512, hop 128, Hann, centred), with
+  up to 1.5 kHz (the AV-NeRF STFT: n_fft 512, hop 128, Hann, centred), with
   ``w = (|T_L| + |T_R|) / 2`` the recording's magnitude, so silent bins do not count;
   0 for equal phase differences, 2 for opposite ones.
-- ``ild_error_bands``: per octave band (centres 250 Hz ... 8 kHz, edges at
+- ``ild_error_bands``: per octave band (centres 125 Hz ... 8 kHz, edges at
   ``centre / sqrt 2`` and ``centre * sqrt 2``, clipped to Nyquist),
   ``|ILD_b(pred) - ILD_b(target)|`` in dB with ``ILD_b = 10 log10((E_L + eps) /
   (E_R + eps))`` the band energies of the whole clip; ``ild_error`` is their mean.
@@ -30,12 +34,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ITD_MAX_S", "IPD_MAX_HZ", "ILD_BANDS_HZ", "itd", "itd_error", "ipd_error",
+__all__ = ["ITD_MAX_S", "ITD_MAX_HZ", "IPD_MAX_HZ", "ILD_BANDS_HZ", "itd", "itd_error", "ipd_error",
            "ild_error_bands", "ild_error", "interaural_metrics", "INTERAURAL_KEYS"]
 
 ITD_MAX_S = 1e-3
+ITD_MAX_HZ = 3000.0
 IPD_MAX_HZ = 1500.0
-ILD_BANDS_HZ = (250, 500, 1000, 2000, 4000, 8000)
+ILD_BANDS_HZ = (125, 250, 500, 1000, 2000, 4000, 8000)
 _UPSAMPLE = 4
 _ENERGY_EPS = 1e-10
 _IPD_STFT = dict(n_fft=512, hop=128)
@@ -69,6 +74,7 @@ def itd(x, sample_rate: float) -> np.ndarray:
   cross = np.conj(spec[:, 0]) * spec[:, 1]
   mag = np.abs(cross)
   cross = cross / np.maximum(mag, 1e-12 * np.max(mag, axis=-1, keepdims=True) + 1e-300)
+  cross = cross * (np.fft.rfftfreq(nfft, 1.0 / sample_rate) <= ITD_MAX_HZ)
   up = _UPSAMPLE * nfft
   cc = np.fft.irfft(cross, up, axis=-1)          # lag k / (UPSAMPLE sr) at index k
   max_lag = int(np.ceil(ITD_MAX_S * sample_rate * _UPSAMPLE))
@@ -104,16 +110,18 @@ def ipd_error(pred, target, sample_rate: float) -> np.ndarray:
   """Magnitude-weighted mean ``1 - cos(IPD_pred - IPD_target)`` below 1.5 kHz, [B]."""
   pred, target = _pair(pred, target)
   freqs = np.fft.rfftfreq(_IPD_STFT["n_fft"], 1.0 / sample_rate)
-  keep = freqs < IPD_MAX_HZ
+  keep = freqs <= IPD_MAX_HZ
   p = _stft(pred)[..., keep]                     # [B, 2, T, F']
   t = _stft(target)[..., keep]
   zp = p[:, 0] * np.conj(p[:, 1])
   zt = t[:, 0] * np.conj(t[:, 1])
-  den = np.abs(zp) * np.abs(zt)
-  cos = np.where(den > 0, np.real(zp * np.conj(zt)) / np.maximum(den, 1e-300), 1.0)
+  # 1 - cos(a - b) = |u - v|^2 / 2 for the unit phasors u, v: exact 0 for equal phases.
+  u = zp / np.maximum(np.abs(zp), 1e-300)
+  v = zt / np.maximum(np.abs(zt), 1e-300)
+  one_minus_cos = np.where((zp != 0) & (zt != 0), 0.5 * np.abs(u - v) ** 2, 0.0)
   w = 0.5 * (np.abs(t[:, 0]) + np.abs(t[:, 1]))
   total = np.sum(w, axis=(-2, -1))
-  return np.sum(w * (1.0 - cos), axis=(-2, -1)) / np.maximum(total, 1e-300)
+  return np.sum(w * one_minus_cos, axis=(-2, -1)) / np.maximum(total, 1e-300)
 
 
 def _band_ild(x: np.ndarray, sample_rate: float, bands) -> np.ndarray:

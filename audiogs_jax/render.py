@@ -6,6 +6,13 @@ For ear e and Gaussian i = (f, t)::
     D_ie   = (r0 / max(r_ie, r_min)) ** softplus(decay_i)   distance attenuation
     tau_ie = (r_ie - r_ic) / c_sound                        ITD vs. the head centre
     G_e(f, t) = A_ie * D_ie * exp(-j 2 pi freq_f tau_ie + j phase[e, i])
+
+``itd_model = "woodworth"`` replaces the straight-line path difference by the
+spherical-head (Woodworth) one, ``tau_ie = -/+ (a / 2 c) (asin(s_i) + s_i)`` (left /
+right ear; ``s_i`` the lateral component, towards the right ear, of the unit vector
+from the head centre to the Gaussian; see ``itd_path``): the sound travels around the
+head to the far ear, so the interaural time reaches ``(a / c)(pi / 2 + 1)`` at 90
+degrees instead of the straight line's ``2 a / c``.
     Y_e(f, t) = G_e(f, t) * S(f, t)
     y_e = ISTFT(Y_e)
 
@@ -68,6 +75,7 @@ class RenderConfig:
   use_attenuation: bool = True
   use_sh_directionality: bool = True
   use_phase_correction: bool = True
+  itd_model: str = "straight"          # "straight" (ear points) | "woodworth" (spherical head)
   use_learned_phase: bool = True
   dual_sh: bool = True
   content_mode: bool = False
@@ -232,11 +240,38 @@ def gains_planes(p: Planes, pose: jnp.ndarray, config: RenderConfig) -> jnp.ndar
     rc = jnp.sqrt(jnp.maximum(px * px + py * py + pz * pz, 1e-18))  # [T, F]
     freqs = jnp.asarray(dsp.frequencies(config.n_fft, config.sample_rate), dtype)
     k = (-2.0 * np.pi / config.speed_of_sound) * freqs           # [F]
-    phi = phi + k * (r - rc)
+    phi = phi + k * itd_path(r, rc, px, config)
   if p.phase is not None:
     phi = phi + p.phase
   sin_phi, cos_phi = sincos(phi)
   return jax.lax.complex(amp * cos_phi, amp * sin_phi)
+
+
+#: |lateral component| is clipped here in the Woodworth model (finite gradient).
+WOODWORTH_MAX_LATERAL = 0.999
+
+
+def woodworth(s):
+  """``(asin(s) + s, d/ds)`` of the lateral components ``s`` (clipped to +-0.999)."""
+  s = jnp.clip(s, -WOODWORTH_MAX_LATERAL, WOODWORTH_MAX_LATERAL)
+  return jnp.arcsin(s) + s, 1.0 / jnp.sqrt(1.0 - s * s) + 1.0
+
+
+def itd_path(r, rc, px, config: RenderConfig):
+  """Extra path to each ear beyond the head centre, metres ``[2, ...]`` (``c tau``).
+
+  ``r``: ``[2, ...]`` ear-to-Gaussian distances; ``rc``, ``px``: ``[...]`` distance from
+  the head centre and the head-frame x (towards the right ear) of the Gaussian.
+  ``straight``: ``r - rc``. ``woodworth``: ``+-(a / 2)(asin(s) + s)``, ``s = px / rc``,
+  plus for the left, minus for the right ear.
+  """
+  if config.itd_model == "straight":
+    return r - rc
+  if config.itd_model == "woodworth":
+    g, _ = woodworth(px / rc)
+    half = 0.5 * config.head_radius * g
+    return jnp.stack([half, -half])
+  raise ValueError(f"itd_model must be straight or woodworth, got {config.itd_model!r}")
 
 
 def gains_tf(g: "Gaussians | Planes", pose: jnp.ndarray, config: RenderConfig) -> jnp.ndarray:
@@ -418,7 +453,12 @@ def render_reference(g: Gaussians, pose, source_stft, config: RenderConfig) -> n
       expo = np.log1p(np.exp(np.asarray(g.decay, np.float64)))
       a = a * (config.r0 / np.maximum(r, config.r_min)) ** expo
     phi = np.zeros(n)
-    if config.use_phase_correction:
+    if config.use_phase_correction and config.itd_model == "woodworth":
+      lat = np.clip(p[:, 0] / np.linalg.norm(p, axis=1), -WOODWORTH_MAX_LATERAL,
+                    WOODWORTH_MAX_LATERAL)
+      tau = (1 - 2 * e) * 0.5 * config.head_radius * (np.arcsin(lat) + lat)
+      phi = phi - 2.0 * np.pi * freqs * tau / config.speed_of_sound
+    elif config.use_phase_correction:
       tau = (r - np.linalg.norm(p, axis=1)) / config.speed_of_sound
       phi = phi - 2.0 * np.pi * freqs * tau
     if config.use_learned_phase and g.phase is not None:

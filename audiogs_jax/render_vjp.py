@@ -14,13 +14,16 @@ Forward, per pose b, ear e, bin (t, f) (notation of ``render``)::
     p   = s R_b^T (x - c_b)            v = p - ear_e       r = |v|   u = v / r
     a   = sum_k c_ek Y_k(u)            A = act(a)
     L   = log r0 - log max(r, r_min)   D = exp(q L)         M = A D   (q = softplus(decay))
-    phi = k_f (r - |p|) + phase_e      G = M (cos phi + j sin phi)
+    phi = k_f P_e + phase_e            G = M (cos phi + j sin phi)
+    P_e = r - |p|  (straight)  or  +-(a/2) w(s), w(s) = asin s + s, s = p_x / |p|
+    (woodworth, plus for the left ear)
 
 Backward, from cotangents (g_re, g_im) of (Re G, Im G)::
 
     dM   = g_re cos phi + g_im sin phi         dphi = M (g_im cos phi - g_re sin phi)
     dA   = dM D                                dq   = dM A D L      dL = dM A D q
-    dr   = k_f dphi - dL / r [r > r_min]       d|p| = -sum_e k_f dphi
+    dr   = k_f dphi - dL / r [r > r_min]       d|p| = -sum_e k_f dphi   (straight)
+    ds   = k_f (a/2) w'(s) (dphi_L - dphi_R)   dp  += ds (e_x - s p/|p|) / |p|  (woodworth)
     da   = dA act'(a)                          dc_ek = da Y_k(u)    du = da grad_u a
     dv   = (du - u (u . du)) / r + dr u        dp = sum_e dv + d|p| p / |p|
     dx   = s R_b dp                            ds = sum p . dp / s
@@ -36,6 +39,7 @@ import numpy as np
 
 from audiogs_jax import dsp
 from audiogs_jax import fastmath
+from audiogs_jax import render as render_lib
 from audiogs_jax import sh as sh_lib
 
 __all__ = ["gains_batch", "supported"]
@@ -98,7 +102,8 @@ def _forward(xyz, coeffs, expo, phase, scale, poses, config):
     rc = jnp.sqrt(jnp.maximum(p[0] * p[0] + p[1] * p[1] + p[2] * p[2], 1e-18))
     freqs = jnp.asarray(dsp.frequencies(config.n_fft, config.sample_rate), dtype)
     kf = (-2.0 * np.pi / config.speed_of_sound) * freqs
-    phi = phi + kf * (r - rc[:, None])
+    phi = phi + kf * jnp.moveaxis(
+        render_lib.itd_path(jnp.moveaxis(r, 1, 0), rc, p[0], config), 0, 1)
   if phase is not None:
     phi = phi + phase[None]
   sin_phi, cos_phi = sincos(phi)
@@ -143,8 +148,13 @@ def _bwd_batch(config, params, poses, g_re, g_im, f):
   dphi = m * (g_im * cos - g_re * sin)                         # [B, 2, T, F]
   dphase = None if phase is None else jnp.sum(dphi, axis=0)
   dr = jnp.zeros_like(dm)
-  drc = None
-  if config.use_phase_correction:
+  drc = dlat = None
+  if config.use_phase_correction and config.itd_model == "woodworth":
+    freqs = jnp.asarray(dsp.frequencies(config.n_fft, config.sample_rate), dtype)
+    kf = (-2.0 * np.pi / config.speed_of_sound) * freqs
+    _, dg = render_lib.woodworth(f["p"][0] / f["rc"])
+    dlat = kf * (dphi[:, 0] - dphi[:, 1]) * (0.5 * config.head_radius) * dg   # [B, T, F]
+  elif config.use_phase_correction:
     freqs = jnp.asarray(dsp.frequencies(config.n_fft, config.sample_rate), dtype)
     kf = (-2.0 * np.pi / config.speed_of_sound) * freqs
     dr = dr + kf * dphi
@@ -183,6 +193,11 @@ def _bwd_batch(config, params, poses, g_re, g_im, f):
   if drc is not None:
     w = drc / f["rc"]
     dp = [dp[k] + w * p[k] for k in range(3)]
+  if dlat is not None:  # s = p_x / |p|: ds/dp = (e_x - s p / |p|) / |p|
+    inv_rc = 1.0 / f["rc"]
+    w = dlat * inv_rc
+    lat = p[0] * inv_rc
+    dp = [dp[k] + w * ((1.0 if k == 0 else 0.0) - lat * p[k] * inv_rc) for k in range(3)]
   rot = poses[:, :3, :3] * scale                               # s R, [B, 3, 3]
   bc = lambda a: a[:, None, None]
   dxyz = jnp.stack([

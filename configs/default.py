@@ -49,10 +49,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.use_attenuation = True
   c.model.use_sh_directionality = True
   c.model.use_phase_correction = True
+  c.model.itd_model = "woodworth"    # woodworth (spherical head) | straight (ear points)
   c.model.use_learned_phase = True
   c.model.content_mode = False
-  c.model.init_position = "listeners"  # listeners (centroid) | itd (source estimated from ITDs)
-  c.model.init_spread = 0.3          # scene units around init_position
+  c.model.init_position = "itd"      # itd (source estimated from ITDs) | listeners (centroid)
+  c.model.init_spread = 0.05         # scene units around init_position
   c.model.init_gain = 1.0
   c.model.head_radius = 0.0875       # metres
   c.model.speed_of_sound = 343.0

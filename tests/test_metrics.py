@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from audiogs_jax import metrics
+from audiogs_jax import interaural, metrics
 
 SR = 22050
 
@@ -95,7 +95,8 @@ def test_mag_chunking_matches_per_clip():
 def test_identical_signals_give_zero():
   x = _rand((2, 2, 3000), 5)
   out = metrics.compute_metrics(x, x.copy(), SR, with_dpam=False)
-  assert set(out) == set(metrics.METRIC_KEYS)
+  bands = {f"ild_{c}" for c in interaural.ILD_BANDS_HZ}
+  assert set(out) == set(metrics.METRIC_KEYS) | bands
   for k, v in out.items():
     assert v.shape == (2,)
     np.testing.assert_array_equal(v, 0.0, err_msg=k)

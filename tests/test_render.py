@@ -314,6 +314,7 @@ REF_CASES = {
     "single_field": (dict(), dict(dual=False)),
     "degree0": (dict(), dict(degree=0)),
     "degree3_no_phase": (dict(metres_per_unit=1.3), dict(degree=3, phase=False)),
+    "woodworth": (dict(itd_model="woodworth"), dict()),
 }
 
 
@@ -340,6 +341,7 @@ def test_reference_cases_are_distinct():
   base = render.render_reference(g, np.asarray(pose), np.asarray(src), TINY)
   for kw in (dict(use_attenuation=False), dict(use_sh_directionality=False),
              dict(use_phase_correction=False), dict(use_learned_phase=False),
+             dict(itd_model="woodworth"),
              dict(content_mode=True), dict(activation="softplus"), dict(dual_sh=False)):
     other = render.render_reference(g, np.asarray(pose), np.asarray(src),
                                     dataclasses.replace(TINY, **kw))
@@ -518,3 +520,23 @@ def test_no_phase_correction_removes_itd(noise_stft):
   # Isotropic field, no ITD: the ears differ only by the distance gain.
   ratio = ((2.0 - A) / (2.0 + A)) ** np.log(2.0)
   np.testing.assert_allclose(wave[1], wave[0] * ratio, atol=1e-4 * np.abs(wave).max())
+
+
+def test_woodworth_itd_of_a_lateral_gaussian():
+  """One Gaussian 3 m to the listener's left: the interaural phase slope is the
+  spherical-head ITD (a / c)(pi / 2 + 1), larger than the straight line's 2 a / c."""
+  cfg = dataclasses.replace(TINY, itd_model="woodworth", use_learned_phase=False,
+                            sample_rate=SR)
+  g = _tiny_gaussians(seed=2, degree=0, phase=False)
+  pose = np.asarray(geometry.yaw_pose([0.0, 0.0, 0.0], 0.0))
+  xyz = np.zeros_like(np.asarray(g.xyz))
+  xyz[:, 1] = 3.0                                   # world +y: the listener's left
+  g = g.replace(xyz=jnp.asarray(xyz, jnp.float32))
+  src = np.ones((F_T, T_T), np.complex64)
+  for model, itd in (("woodworth", A / C * (np.pi / 2 + 1)), ("straight", 2 * A / C)):
+    c = dataclasses.replace(cfg, itd_model=model)
+    out = np.asarray(render.render_reference(g, pose, src, c))
+    ipd = np.angle(out[0] * np.conj(out[1]))[:, 0]  # [F]: left leads -> positive phase
+    freqs = dsp.frequencies(c.n_fft, c.sample_rate)
+    slope = np.polyfit(2 * np.pi * freqs[1:4], np.unwrap(ipd[1:4]), 1)[0]
+    assert slope == pytest.approx(itd, rel=0.02), model

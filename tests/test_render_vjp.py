@@ -17,6 +17,7 @@ CASES = [  # each case switches several things, to keep compilations few
     ({"log_scale": 0.5}, {"activation": "softplus", "fast_math": False, "r_min": 2.0}),
     ({"sh_degree": 3, "dual": False}, {"dual_sh": False, "use_attenuation": False}),
     ({}, {"use_phase_correction": False, "use_sh_directionality": False}),
+    ({"log_scale": 0.5}, {"itd_model": "woodworth"}),
 ]
 
 

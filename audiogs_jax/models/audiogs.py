@@ -24,6 +24,7 @@ def render_config(config) -> render_lib.RenderConfig:
       activation=str(m.activation), use_attenuation=bool(m.use_attenuation),
       use_sh_directionality=bool(m.use_sh_directionality),
       use_phase_correction=bool(m.use_phase_correction),
+      itd_model=str(m.get("itd_model", "straight")),
       use_learned_phase=bool(m.use_learned_phase), dual_sh=bool(m.dual_sh),
       content_mode=bool(m.content_mode), fast_math=bool(m.fast_math),
       metres_per_unit=float(m.metres_per_unit or DEFAULT_METRES_PER_UNIT))
