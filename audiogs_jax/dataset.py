@@ -77,14 +77,20 @@ def synthetic_seed(config) -> int:
 
 def synthetic_scene_dir(config, progress: bool = True) -> pathlib.Path:
   """Generate (once) and return the folder of the config's synthetic scene."""
+  import sys
   from audiogs_jax.data import synth
   s = config.data.synth
-  return synth.ensure_scene(
+  root = cache_dir(config)
+  before = set(os.listdir(root)) if root.is_dir() else set()
+  folder = synth.ensure_scene(
       cache_dir(config), scene=str(config.data.scene), room=tuple(s.room),
       rt60=float(s.rt60), signal=str(s.signal), seconds=int(s.seconds),
       trajectory=str(s.trajectory), head_radius=float(s.head_radius),
       sample_rate=int(config.data.sample_rate), seed=synthetic_seed(config),
       progress=progress)
+  if progress and folder.parent.name not in before:  # simulated just now
+    print(f"scene {config.data.scene} cached in {folder}", file=sys.stderr)
+  return folder
 
 
 def _check_split(kind: str, split: str) -> None:
@@ -122,8 +128,9 @@ def load_split(config, split: str, *, progress: bool = True) -> SceneData:
                             sample_rate=int(d.sample_rate),
                             clip_seconds=float(d.clip_seconds),
                             normalize=bool(d.normalize))
-  raise ValueError(f"config.data.kind={d.kind!r} is not one of synthetic, rwavs, "
-                   "replay_nvas")
+  from audiogs_jax.config import ConfigError
+  raise ConfigError(f"--config.data.kind={d.kind!r} is not one of synthetic, rwavs, "
+                    "replay_nvas")
 
 
 @struct.dataclass

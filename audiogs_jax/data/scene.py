@@ -154,7 +154,8 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 
 
 def read_wav(path: os.PathLike | str, *, channels: int | None, sample_rate: int | None,
-             resample_audio: bool = True, check_silence: bool = True) -> np.ndarray:
+             resample_audio: bool = True, check_silence: bool = True,
+             notice: bool = True) -> np.ndarray:
   """Read a WAV file and check it.
 
   Args:
@@ -164,6 +165,7 @@ def read_wav(path: os.PathLike | str, *, channels: int | None, sample_rate: int 
     resample_audio: when the file's rate differs, resample to ``sample_rate``
       (True) or raise a DataError naming both rates (False).
     check_silence: reject a channel whose RMS is below ``SILENCE_RMS``.
+    notice: say on stderr (one line) when the file is resampled.
   Returns:
     [channels, T] float32.
   Raises:
@@ -189,6 +191,12 @@ def read_wav(path: os.PathLike | str, *, channels: int | None, sample_rate: int 
     c, i = np.argwhere(bad)[0]
     raise DataError(path, f"{int(bad.sum())} NaN/Inf sample(s) "
                           f"(first at channel {c}, sample {i})")
+  sub = (x != 0) & (np.abs(x) < np.finfo(np.float32).tiny)
+  if sub.any():
+    c, i = np.argwhere(sub)[0]
+    raise DataError(path, f"{int(sub.sum())} subnormal sample(s) (0 < |x| < "
+                          f"{np.finfo(np.float32).tiny:.3g}, first at channel {c}, sample "
+                          f"{i}): not audio (corrupt or uninitialised data?)")
   if check_silence:
     rms = np.sqrt(np.mean(x * x, axis=1))
     for c, r in enumerate(rms):
@@ -199,6 +207,9 @@ def read_wav(path: os.PathLike | str, *, channels: int | None, sample_rate: int 
     if not resample_audio:
       raise DataError(path, f"sample rate is {sr} Hz, expected {sample_rate} Hz "
                             f"(pass resample=True to resample)")
+    if notice:
+      import sys
+      print(f"note: {path}: {sr} Hz, resampled to {sample_rate} Hz", file=sys.stderr)
     return resample(x, sr, sample_rate)
   return x.astype(np.float32)
 
