@@ -283,7 +283,7 @@ def _evaluate_scene(workdir, out: pathlib.Path, config, model, params, meta, spl
                      listener_poses=np.concatenate([train_scene.poses, scene.poses]),
                      title=f"{summary['protocol']['model_label']} Gaussians")
   if not quiet:
-    which_scene = "" if out.name == split else f", scene {config.data.scene}"
+    which_scene = "" if out.parent.name == "eval" else f", scene {config.data.scene}"
     print(f"\n{summary['protocol']['model_label']} vs baselines on {split}{which_scene} "
           f"({len(scene)} clips; RTE estimator {metrics_lib.ESTIMATOR_NAME}; "
           f"{summary['protocol']['dpam']}):\n{table}\n\nwritten to {out}")

@@ -6,7 +6,7 @@ created).
 
 The entry points' ``main(argv)`` run in this process (one JAX import for the
 whole matrix); the render / evaluate / resume cases share one tiny trained
-workdir (``tiny_workdir``: 2 steps of ``configs/smoke.py``). Each case builds
+workdir (``tiny_workdir`` of conftest: 2 steps of ``configs/smoke.py``). Each case builds
 its inputs in its own folder, which is snapshotted (paths, modes, link
 targets, file contents) before and after the call.
 """
@@ -40,19 +40,6 @@ IDENTITY = "1 0 0 0 0 1 0 0 0 0 1 0 0 0 0 1"
 
 
 # ----------------------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="module")
-def tiny_workdir(tmp_path_factory, smoke, jax_compile_cache) -> pathlib.Path:
-  """``configs/smoke.py`` trained for 2 steps (checkpoint at 2, no validation,
-  no evaluation): a complete workdir with a latest checkpoint and no best."""
-  wd = tmp_path_factory.mktemp("tiny") / "workdir"
-  rc = train.main(["--config", smoke.config_path, "--workdir", str(wd), "--no-eval",
-                   "--no-progress", *smoke.overrides(train__steps=2, train__eval_every=0,
-                                                     train__checkpoint_every=2,
-                                                     train__log_every=1)])
-  assert rc == 0
-  return wd
-
 
 def snapshot(root: pathlib.Path) -> dict:
   """``{relative path: (kind, mode, content digest or link target)}``."""
