@@ -67,11 +67,17 @@ def load_source(path, sample_rate: int) -> np.ndarray:
 
 def parse_pose(text: str) -> np.ndarray:
   """16 numbers, or a .json / .npy file with a 4x4 pose."""
-  p = pathlib.Path(text)
-  if p.suffix in (".json", ".npy") or p.exists():
-    if not p.exists():
+  if _names_a_file(text):
+    p = pathlib.Path(text)
+    if not p.is_file():
       raise DataError(str(p), "missing file")
-    value = np.load(p).tolist() if p.suffix == ".npy" else read_json(p)
+    if p.suffix == ".npy":
+      try:
+        value = np.load(p, allow_pickle=False).tolist()
+      except (OSError, ValueError, EOFError) as e:
+        raise DataError(str(p), f"cannot read as a .npy array ({e})") from None
+    else:
+      value = read_json(p)
     pose = as_pose(value, str(p))
     check_rigid(pose, str(p))
     return pose
@@ -87,6 +93,17 @@ def parse_pose(text: str) -> np.ndarray:
   return pose
 
 
+def _names_a_file(text: str) -> bool:
+  """Whether a ``--pose`` value is a file name (a .json/.npy name, or any
+  existing path) rather than numbers."""
+  if text.endswith((".json", ".npy")):
+    return True
+  try:
+    return os.path.exists(text)
+  except (OSError, ValueError):   # too long for a file name, NUL bytes: not a path
+    return False
+
+
 def load_trajectory(path) -> tuple[np.ndarray, np.ndarray]:
   """``(times [K], poses [K, 4, 4])`` from a trajectory JSON (format:
   ``cli.TRAJECTORY_HELP``); DataError naming the file and the entry for a
@@ -97,6 +114,8 @@ def load_trajectory(path) -> tuple[np.ndarray, np.ndarray]:
   times, poses = [], []
   if isinstance(obj, dict) and "camera_path" in obj:
     from audiogs_jax.data.rwavs import frame_time
+    if not isinstance(obj["camera_path"], list) or not obj["camera_path"]:
+      raise DataError(path, "'camera_path' must be a non-empty list of keyframes")
     for i, e in enumerate(obj["camera_path"]):
       where = f"camera_path[{i}]"
       if not isinstance(e, dict) or "file_path" not in e or "camera_to_world" not in e:

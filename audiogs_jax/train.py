@@ -577,7 +577,8 @@ def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, pr
   ckpt_every = max(int(config.train.checkpoint_every), 1)
   best_name = best_metric_name(config)
 
-  interrupted = {"flag": False}
+  interrupted = {"flag": False}   # a SIGTERM / Ctrl-C seen by this process
+  stop = False                    # agreed by every process: save and stop now
 
   def _on_sigterm(signum, frame):  # save and stop cleanly on SIGTERM
     interrupted["flag"] = True
@@ -593,7 +594,7 @@ def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, pr
   t_last, s_last = time.perf_counter(), step
   pending = None  # the previous step's loss: counted on the bar once computed
   try:
-    while step < total and not interrupted["flag"]:
+    while step < total and not stop:
       state, m = step_fn(state, train_data)
       step += 1
       if pending is not None:  # one step in flight: the bar counts completed steps
@@ -611,6 +612,7 @@ def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, pr
         scalars["steps_per_s"] = rate
         logger.write(step, scalars)
         bar.set_postfix(loss=f"{scalars['loss']:.4g}", steps_s=f"{rate:.2f}")
+        stop = _agreed(interrupted["flag"])
       if eval_every > 0 and (step % eval_every == 0 or step == total):
         val = _validate_all(model, scenes, eval_data, params_of, state.params, config,
                             predict)
@@ -622,20 +624,22 @@ def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, pr
                                                  if "/scene_" not in k))
       if step % ckpt_every == 0 or step == total:
         ckpt.save(step, to_save(state), {**meta, "step": step})
+      if jax.process_count() == 1:
+        stop = interrupted["flag"]
   except KeyboardInterrupt:
-    interrupted["flag"] = True
+    interrupted["flag"] = stop = True
   finally:
     if pending is not None:
       bar.update(1)
     bar.close()
-    if interrupted["flag"] and step > (ckpt.latest_step() or 0):
+    if stop and step > (ckpt.latest_step() or 0):
       ckpt.save(step, to_save(state), {**meta, "step": step})
     ckpt.wait()
     logger.close()
     if old_handler is not None:
       signal.signal(signal.SIGTERM, old_handler)
 
-  if interrupted["flag"]:
+  if stop:
     if _is_main():
       saved = ckpt.latest_step()
       print(f"interrupted at step {step} of {total}: saved step {saved} in "
@@ -643,6 +647,15 @@ def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, pr
             f"--workdir {workdir}", file=sys.stderr)
     raise SystemExit(130)
   return state
+
+
+def _agreed(flag: bool) -> bool:
+  """``flag`` of any process: every process of a multi-process job stops at the
+  same step (the save after a SIGTERM is collective); one process: ``flag``."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  from jax.experimental import multihost_utils
+  return bool(np.any(multihost_utils.process_allgather(np.asarray(flag, np.int32))))
 
 
 _parser = cli.train_parser

@@ -317,6 +317,8 @@ CASES: list[tuple[str, Callable, Callable[[Ctx], list], tuple]] = [
         str(v) for v in np.ravel(_eye(shear=0.4)))), ("--pose", "orthonormal")),
     ("pose-mirror", R, lambda c: c.render("--pose", IDENTITY.replace("1", "-1", 1)),
      ("--pose", "det(R)")),
+    ("pose-huge-numbers-text", R, lambda c: c.render("--pose", " ".join(["1e400"] * 16)),
+     ("--pose", "NaN/Inf")),
     ("pose-file-missing", R, lambda c: c.render("--pose", str(c.root / "p.json")),
      ("p.json", "missing file")),
     ("pose-file-malformed", R,
@@ -347,6 +349,8 @@ CASES: list[tuple[str, Callable, Callable[[Ctx], list], tuple]] = [
     ("trajectory-bad-frame-name", R, lambda c: c.traj({"camera_path": [
         {"file_path": "frames/first.png", "camera_to_world": _eye()}]}),
      ("traj.json", "frames/first.png")),
+    ("trajectory-empty-camera-path", R, lambda c: c.traj({"camera_path": []}),
+     ("traj.json", "non-empty")),
     ("trajectory-malformed", R, lambda c: c.traj("{\"poses\": [}"),
      ("traj.json", "malformed JSON")),
     # --- render: the source WAV, the workdir, the flags
