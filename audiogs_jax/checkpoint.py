@@ -132,17 +132,14 @@ class Checkpointer:
 
 
 def _mismatch_detail(e: Exception) -> str:
-  """orbax's error as a short clause: its first line, without its advice to
-  restore with ``strict=False`` (an orbax argument the user cannot pass, and
-  silently truncating or padding arrays would be wrong here)."""
+  """orbax's error as a short clause: its first line, without the sentences
+  about restoring with ``strict=False`` / truncating or padding (an orbax
+  argument the user cannot pass; silently cut or padded arrays would be wrong)."""
   text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-  for marker in ("strict=False", "strict = False", "`strict`"):
-    cut = text.find(marker)
-    if cut >= 0:
-      head = text[:cut]
-      stop = max(head.rfind(". "), head.rfind("; "))
-      text = head[:stop] if stop > 0 else "array shapes differ"
-  text = " ".join(text.split())
+  sentences = [x.strip() for x in text.replace("; ", ". ").split(". ")]
+  keep = [x.rstrip(".") for x in sentences
+          if x and "strict" not in x and "runcat" not in x and "padding" not in x]
+  text = " ".join(". ".join(keep).split()) or "array shapes differ"
   return (text[:200] + "...") if len(text) > 200 else text
 
 

@@ -424,6 +424,7 @@ def test_bad_input(name, entry, build, needles, tmp_path, smoke, tiny_workdir, c
   lines = err.strip().splitlines()
   assert len(lines) == 1, err
   assert "error" in lines[0] and "Traceback" not in err
+  assert "strict" not in err            # no orbax advice the user cannot act on
   for needle in needles:
     assert str(needle) in lines[0], (needle, lines[0])
   assert snapshot(root) == before          # inputs untouched, no workdir left behind

@@ -151,3 +151,29 @@ def test_validation_is_on_the_recording_scale(trained_workdir, smoke):
   assert summary["protocol"]["checkpoint_step"] == smoke.steps
   for k in ("mag_avnerf", "mag_avcloud", "env", "lre"):
     assert val[0][k] == pytest.approx(summary["model"][k], rel=1e-3), k
+
+
+def test_resume_after_a_kill_keeps_orbax_warnings_off_the_console(tiny_workdir, tmp_path,
+                                                                  subprocess_env):
+  """A kill during the save of step 3 leaves ``3.orbax-checkpoint-tmp``; saving
+  step 3 again makes orbax warn (absl) that it removes it. The CLI's stderr
+  holds only its own lines."""
+  import subprocess
+  import sys
+  wd = _copy(tiny_workdir, tmp_path / "wd")
+  partial = shutil.copytree(wd / "checkpoints" / "2",
+                            wd / "checkpoints" / "3.orbax-checkpoint-tmp")
+  (partial / "commit_success.txt").unlink()
+  r = subprocess.run([sys.executable, "-m", "audiogs_jax.train", "--workdir", str(wd),
+                      "--no-eval", "--no-progress", "--config.train.steps=3",
+                      "--config.train.checkpoint_every=1", "--change-schedule"],
+                     cwd=str(pathlib.Path(__file__).resolve().parent.parent),
+                     env=subprocess_env, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, r.stderr[-3000:]
+  lines = r.stderr.strip().splitlines()
+  assert len(lines) == 2, r.stderr
+  assert lines[0].startswith("note: resuming at step 2 with a changed learning-rate")
+  assert lines[1] == f"resuming from {wd}/checkpoints/2"
+  assert "absl" not in r.stderr and "WARNING" not in r.stderr.upper()
+  assert (wd / "checkpoints" / "3" / "commit_success.txt").is_file()
+  assert not (wd / "checkpoints" / "3.orbax-checkpoint-tmp").exists()
