@@ -57,6 +57,8 @@ __all__ = [
 
 #: A track whose RMS is below this is considered silent.
 SILENCE_RMS = 1e-8
+#: A WAV with at least this fraction of subnormal samples is refused as not audio.
+SUBNORMAL_FRACTION = 0.01
 #: Tolerance of the rigid-transform check (orthonormality, det, last row).
 RIGID_TOL = 1e-3
 
@@ -170,7 +172,9 @@ def read_wav(path: os.PathLike | str, *, channels: int | None, sample_rate: int 
     [channels, T] float32.
   Raises:
     DataError: missing/unreadable file, wrong channel count, NaN/Inf samples,
-      a silent channel, a sample-rate mismatch with ``resample_audio=False``.
+      subnormal samples (``SUBNORMAL_FRACTION`` of them or more; fewer are
+      set to 0), a silent channel, a sample-rate mismatch with
+      ``resample_audio=False``.
   """
   import soundfile as sf
 
@@ -191,12 +195,16 @@ def read_wav(path: os.PathLike | str, *, channels: int | None, sample_rate: int 
     c, i = np.argwhere(bad)[0]
     raise DataError(path, f"{int(bad.sum())} NaN/Inf sample(s) "
                           f"(first at channel {c}, sample {i})")
+  # Subnormal floats (0 < |x| < 1.2e-38, far below any audio): a few, as a float
+  # fade-out may leave, are flushed to zero; many mean the data is not audio.
   sub = (x != 0) & (np.abs(x) < np.finfo(np.float32).tiny)
   if sub.any():
-    c, i = np.argwhere(sub)[0]
-    raise DataError(path, f"{int(sub.sum())} subnormal sample(s) (0 < |x| < "
-                          f"{np.finfo(np.float32).tiny:.3g}, first at channel {c}, sample "
-                          f"{i}): not audio (corrupt or uninitialised data?)")
+    if sub.mean() >= SUBNORMAL_FRACTION:
+      c, i = np.argwhere(sub)[0]
+      raise DataError(path, f"{int(sub.sum())} subnormal sample(s) (0 < |x| < "
+                            f"{np.finfo(np.float32).tiny:.3g}, first at channel {c}, "
+                            f"sample {i}): not audio (corrupt or uninitialised data?)")
+    x = np.where(sub, 0.0, x)
   if check_silence:
     rms = np.sqrt(np.mean(x * x, axis=1))
     for c, r in enumerate(rms):
