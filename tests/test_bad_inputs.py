@@ -427,6 +427,11 @@ def test_bad_input(name, entry, build, needles, tmp_path, smoke, tiny_workdir, c
   assert "strict" not in err            # no orbax advice the user cannot act on
   for needle in needles:
     assert str(needle) in lines[0], (needle, lines[0])
+  table = os.environ.get("AUDIOGS_MATRIX_TABLE")   # the notes' (input, message) table
+  if table:
+    with open(table, "a") as f:
+      f.write(json.dumps([name, entry.__module__, lines[0].replace(str(root), "<case>")
+                          .replace(str(tiny_workdir), "<tiny>")]) + "\n")
   assert snapshot(root) == before          # inputs untouched, no workdir left behind
   assert snapshot(tiny_workdir) == tiny_before
   if (root / "ro").exists():
