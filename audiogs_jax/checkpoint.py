@@ -143,13 +143,14 @@ def _mismatch_detail(e: Exception) -> str:
   return (text[:200] + "...") if len(text) > 200 else text
 
 
-def check_model(meta: dict, model_name: str, where) -> None:
+def check_model(meta: dict, model_name: str, where,
+                config_where: str = "config.model.name") -> None:
   """CheckpointError when a checkpoint's meta names another model than the
   config (e.g. an AudioGS workdir resumed or evaluated as Audio 3DGS)."""
   saved = meta.get("model")
   if saved is not None and str(saved) != str(model_name):
-    raise CheckpointError(f"{where}: holds a {saved!r} model, but the config asks for "
-                          f"{model_name!r} (config.model.name)")
+    raise CheckpointError(f"{where}: holds an {saved!r} model, but {config_where} is "
+                          f"{model_name!r}")
 
 
 def has_checkpoint(workdir) -> bool:

@@ -104,7 +104,8 @@ def _check_split(kind: str, split: str) -> None:
   if split not in splits:
     from audiogs_jax.config import ConfigError
     raise ConfigError(f"split {split!r} does not exist for config.data.kind={kind!r} "
-                      f"(splits: {', '.join(splits)})")
+                      f"(splits: {', '.join(splits)}; chosen by --config.data.train_split, "
+                      f"--config.data.eval_split or evaluate's --split)")
 
 
 def load_split(config, split: str, *, progress: bool = True) -> SceneData:

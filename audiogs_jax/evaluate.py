@@ -68,7 +68,8 @@ def _load_state(workdir, which: str):
   ckpt = ckpt_lib.Checkpointer(workdir, keep=int(config.train.keep), async_save=False)
   try:
     meta = ckpt.restore_meta(which)
-    ckpt_lib.check_model(meta, config.model.name, workdir / "config.json")
+    ckpt_lib.check_model(meta, config.model.name, workdir / ckpt_dir(which),
+                         f"model.name in {workdir / 'config.json'}")
     template = train_lib.state_template(config, meta)
     # Onto this process's first device, whatever the mesh that wrote it.
     one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -76,6 +77,11 @@ def _load_state(workdir, which: str):
   finally:
     ckpt.close()
   return config, get_model(config.model.name), state.params, meta
+
+
+def ckpt_dir(which: str) -> str:
+  """The workdir's folder of the ``latest`` or ``best`` checkpoints."""
+  return "best" if which == "best" else "checkpoints"
 
 
 def scene_ids_of(meta: dict) -> list:

@@ -240,7 +240,7 @@ CASES: list[tuple[str, Callable, Callable[[Ctx], list], tuple]] = [
     ("unknown-flag", T, lambda c: c.train_smoke("--steps=3"),
      ("audiogs_jax.train", "--steps=3")),
     ("unknown-eval-split", T, lambda c: c.train_smoke("--config.data.eval_split=test"),
-     ("'test'", "splits: train, val")),
+     ("'test'", "splits: train, val", "--config.data.eval_split")),
     # --- train: the workdir
     ("workdir-is-a-file", T, lambda c: c.train_smoke(workdir=c.file("wd.txt", "notes")),
      ("--workdir", "wd.txt", "not a folder")),
@@ -257,7 +257,7 @@ CASES: list[tuple[str, Callable, Callable[[Ctx], list], tuple]] = [
     ("resume-other-model", T,
      lambda c: ["--workdir", str(c.copy_tiny()), "--no-progress", "--no-eval",
                 "--config.model.name=audio3dgs_unet"],
-     ("checkpoints/2", "'audiogs'", "'audio3dgs_unet'")),
+     ("checkpoints/2", "an 'audiogs' model", "config.model.name is 'audio3dgs_unet'")),
     ("resume-other-shapes", T,
      lambda c: ["--workdir", str(c.copy_tiny()), "--no-progress", "--no-eval",
                 "--config.model.sh_degree=1"],
@@ -384,7 +384,8 @@ CASES: list[tuple[str, Callable, Callable[[Ctx], list], tuple]] = [
      ("empty/config.json", "no saved config")),
     ("evaluate-other-model", E, lambda c: ["--workdir", str(c.edit_config(
         c.copy_tiny(), lambda d: d["model"].update(name="audio3dgs_unet")))],
-     ("config.json", "'audiogs'", "'audio3dgs_unet'")),
+     ("wd/checkpoints", "model.name in", "config.json", "an 'audiogs' model",
+      "'audio3dgs_unet'")),
     ("evaluate-newer-format", E, lambda c: ["--workdir", str(c.edit_config(
         c.copy_tiny(), lambda d: d.update(_format=2)))], ("config.json", "format 2")),
     ("evaluate-config-not-object", E, lambda c: ["--workdir", str(_with_config(
