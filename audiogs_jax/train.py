@@ -35,7 +35,6 @@ if __name__ == "__main__":  # answer --help and usage errors before importing JA
   from audiogs_jax import cli as _cli
   _cli.preparse("train")
 
-import argparse
 import dataclasses
 import json
 import os
