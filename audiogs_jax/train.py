@@ -561,14 +561,7 @@ def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, pr
 
   step_fn = make_sampled_step(model, tx, config, layout, state, train_data)
   predict = make_predict(model, config)
-  # One scene's unpadded parameters, replicated on every device (validation).
-  pick = (lambda p, i: p) if not scenes.ids else (
-      lambda p, i: jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, i, 0, False), p))
-  params_of = jax.jit(lambda p, i: layout.unpad(pick(p, i)),
-                      out_shardings=layout.replicated)
-  # The checkpointed state: unpadded (the identity without Gaussian sharding).
-  to_save = ((lambda s: s) if not layout.shard_gaussians else
-             jax.jit(lambda s: layout.unpad_state(s, tx)))
+  params_of, to_save = _state_views(scenes, layout, tx)
   logger = _Logger(workdir, resume_step=step)
   total = int(config.train.steps)
   log_every = max(int(config.train.log_every), 1)
@@ -578,15 +571,7 @@ def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, pr
 
   interrupted = {"flag": False}   # a SIGTERM / Ctrl-C seen by this process
   stop = False                    # agreed by every process: save and stop now
-
-  def _on_sigterm(signum, frame):  # save and stop cleanly on SIGTERM
-    interrupted["flag"] = True
-
-  old_handler = None
-  try:
-    old_handler = signal.signal(signal.SIGTERM, _on_sigterm)
-  except ValueError:  # not in the main thread
-    pass
+  old_handler = _catch_sigterm(interrupted)
 
   bar = tqdm(total=total, initial=step, desc="train", unit="step",
              disable=not (progress and _is_main()), dynamic_ncols=True)
@@ -646,6 +631,30 @@ def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, pr
             f"--workdir {workdir}", file=sys.stderr)
     raise SystemExit(130)
   return state
+
+
+def _state_views(scenes, layout, tx):
+  """Jitted ``params_of(params, i)``: scene ``i``'s unpadded parameters,
+  replicated on every device (validation); ``to_save(state)``: the
+  checkpointed state, unpadded (the identity without Gaussian sharding)."""
+  pick = (lambda p, i: p) if not scenes.ids else (
+      lambda p, i: jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, i, 0, False), p))
+  params_of = jax.jit(lambda p, i: layout.unpad(pick(p, i)),
+                      out_shardings=layout.replicated)
+  to_save = ((lambda s: s) if not layout.shard_gaussians else
+             jax.jit(lambda s: layout.unpad_state(s, tx)))
+  return params_of, to_save
+
+
+def _catch_sigterm(flag: dict):
+  """SIGTERM sets ``flag["flag"]`` (the loop then saves and stops); returns the
+  previous handler, or None when not in the main thread (no handler set)."""
+  def on_sigterm(signum, frame):
+    flag["flag"] = True
+  try:
+    return signal.signal(signal.SIGTERM, on_sigterm)
+  except ValueError:
+    return None
 
 
 def _agreed(flag: bool) -> bool:
