@@ -36,7 +36,12 @@ class CheckpointError(RuntimeError):
 
 
 def _manager(path: pathlib.Path, keep: int, best: bool, async_save: bool):
+  # Both managers may save the same step at once (the last step is validated and
+  # checkpointed); across processes their coordination barriers (named after the
+  # step) must not collide, so each gets its own barrier key prefix.
   options = ocp.CheckpointManagerOptions(
+      multiprocessing_options=ocp.options.MultiprocessingOptions(
+          barrier_sync_key_prefix=path.name),
       max_to_keep=keep,
       create=True,
       enable_async_checkpointing=async_save,
@@ -100,7 +105,7 @@ class Checkpointer:
       # say which checkpoint, not a traceback from deep inside orbax.
       raise CheckpointError(
           f"{mgr.directory / str(step)}: does not match the model of the current "
-          f"code and config ({type(e).__name__}: {e})") from e
+          f"code and config ({_mismatch_detail(e)})") from e
     return out.state, out.meta
 
   def restore_meta(self, which: str = "latest") -> dict:
@@ -108,7 +113,14 @@ class Checkpointer:
     step = mgr.best_step() if which == "best" else mgr.latest_step()
     if step is None:
       raise CheckpointError(f"{mgr.directory}: no {which} checkpoint")
-    return mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+    try:
+      meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+    except (ValueError, KeyError, TypeError, OSError) as e:
+      raise CheckpointError(f"{mgr.directory / str(step)}: unreadable checkpoint "
+                            f"metadata ({_mismatch_detail(e)})") from e
+    if not isinstance(meta, dict):
+      raise CheckpointError(f"{mgr.directory / str(step)}: checkpoint without metadata")
+    return meta
 
   def wait(self) -> None:
     self.latest.wait_until_finished()
@@ -117,6 +129,28 @@ class Checkpointer:
   def close(self) -> None:
     self.latest.close()
     self.best.close()
+
+
+def _mismatch_detail(e: Exception) -> str:
+  """orbax's error as a short clause: its first line, without the sentences
+  about restoring with ``strict=False`` / truncating or padding (an orbax
+  argument the user cannot pass; silently cut or padded arrays would be wrong)."""
+  text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+  sentences = [x.strip() for x in text.replace("; ", ". ").split(". ")]
+  keep = [x.rstrip(".") for x in sentences
+          if x and "strict" not in x and "runcat" not in x and "padding" not in x]
+  text = " ".join(". ".join(keep).split()) or "array shapes differ"
+  return (text[:200] + "...") if len(text) > 200 else text
+
+
+def check_model(meta: dict, model_name: str, where,
+                config_where: str = "config.model.name") -> None:
+  """CheckpointError when a checkpoint's meta names another model than the
+  config (e.g. an AudioGS workdir resumed or evaluated as Audio 3DGS)."""
+  saved = meta.get("model")
+  if saved is not None and str(saved) != str(model_name):
+    raise CheckpointError(f"{where}: holds an {saved!r} model, but {config_where} is "
+                          f"{model_name!r}")
 
 
 def has_checkpoint(workdir) -> bool:

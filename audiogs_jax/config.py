@@ -24,7 +24,17 @@ from typing import Sequence
 import ml_collections
 
 __all__ = ["ConfigError", "load_config_file", "apply_overrides", "parse_config_args",
-           "save_config", "load_saved_config", "default_config_path", "CONFIG_DIR"]
+           "save_config", "load_saved_config", "default_config_path", "check_config",
+           "CONFIG_DIR", "CONFIG_FORMAT", "DATA_KINDS"]
+
+#: Version of the saved ``config.json`` layout (its ``_format`` field); a file
+#: written by a newer version of the code is refused rather than misread.
+CONFIG_FORMAT = 1
+#: The readers ``config.data.kind`` may name (``audiogs_jax.dataset.load_split``).
+DATA_KINDS = ("synthetic", "rwavs", "replay_nvas")
+#: Fields that shape the learning-rate schedule of the whole run.
+SCHEDULE_FIELDS = ("train.steps", "train.warmup_steps", "train.schedule",
+                   "train.final_lr_factor", "train.lr")
 
 #: ``configs/`` of a source checkout (the repository root beside the package).
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
@@ -87,10 +97,14 @@ def _parse_value(text: str, current):
     if str(text).lower() in ("false", "0", "no"):
       return False
     raise ConfigError(f"expected a boolean, got {text!r}")
-  if isinstance(current, float) and isinstance(value, (int, float)):
-    return float(value)
-  if isinstance(current, int) and isinstance(value, int):
-    return int(value)
+  if isinstance(current, float):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+      return float(value)
+    raise ConfigError(f"expected a number, got {text!r}")
+  if isinstance(current, int):
+    if isinstance(value, int) and not isinstance(value, bool):
+      return int(value)
+    raise ConfigError(f"expected an integer, got {text!r}")
   if isinstance(current, str):
     return str(text) if not isinstance(value, str) else value
   if isinstance(current, (tuple, list)):
@@ -120,8 +134,12 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: dict) -> ml_colle
           new = _parse_value(text, current)
         except ConfigError as e:
           raise ConfigError(f"--{path}: {e}") from None
-        with node.unlocked():
-          node[key] = new
+        try:
+          with node.unlocked():
+            node[key] = new
+        except (TypeError, ValueError) as e:  # ml_collections' own type check
+          raise ConfigError(f"--{path}: cannot take {text!r} "
+                            f"(the field is a {type(current).__name__})") from e
       else:
         node = node[key]
   return cfg
@@ -150,10 +168,41 @@ def parse_config_args(argv: Sequence[str]) -> tuple[dict, list]:
   return overrides, rest
 
 
+def check_config(cfg: ml_collections.ConfigDict) -> None:
+  """ConfigError for values no reader or model accepts (checked before any
+  work): an unknown ``data.kind`` or ``train.schedule``, a non-positive
+  ``train.steps`` / ``train.batch_size``. (``model.name`` is checked against
+  the model registry by ``train``.)"""
+  kind = cfg.data.get("kind")
+  if kind not in DATA_KINDS:
+    raise ConfigError(f"--config.data.kind={kind!r} is not a known data reader "
+                      f"(known: {', '.join(DATA_KINDS)})")
+  schedule = cfg.train.get("schedule", "cosine")
+  if schedule not in ("cosine", "exponential", "constant"):
+    raise ConfigError(f"--config.train.schedule={schedule!r}: use cosine, exponential "
+                      f"or constant")
+  for field in ("steps", "batch_size"):
+    v = cfg.train.get(field)
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+      raise ConfigError(f"--config.train.{field}={v!r}: must be a positive integer")
+
+
+def get_dotted(cfg, dotted: str):
+  """``cfg.a.b`` for ``"a.b"``; None when a part is missing."""
+  node = cfg
+  for part in dotted.split("."):
+    if not hasattr(node, "get") or part not in node:
+      return None
+    node = node[part]
+  return node.to_dict() if isinstance(node, ml_collections.ConfigDict) else node
+
+
 def save_config(cfg: ml_collections.ConfigDict, path) -> None:
   path = pathlib.Path(path)
   tmp = path.with_suffix(path.suffix + ".tmp")
-  tmp.write_text(cfg.to_json_best_effort(indent=2, sort_keys=True))
+  data = json.loads(cfg.to_json_best_effort(sort_keys=True))
+  data["_format"] = CONFIG_FORMAT
+  tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
   tmp.replace(path)
 
 
@@ -165,6 +214,17 @@ def load_saved_config(path) -> ml_collections.ConfigDict:
     data = json.loads(path.read_text())
   except json.JSONDecodeError as e:
     raise ConfigError(f"{path}: malformed JSON at line {e.lineno}: {e.msg}") from None
+  except (OSError, UnicodeDecodeError) as e:
+    raise ConfigError(f"{path}: cannot be read ({e})") from None
+  if not isinstance(data, dict):
+    raise ConfigError(f"{path}: expected a JSON object, found {type(data).__name__}")
+  fmt = data.pop("_format", 1)
+  if not isinstance(fmt, int) or fmt > CONFIG_FORMAT:
+    raise ConfigError(f"{path}: written in config format {fmt!r} by a newer audiogs_jax; "
+                      f"this version reads format {CONFIG_FORMAT} (upgrade the package)")
+  for group in ("data", "model", "train"):
+    if not isinstance(data.get(group), dict):
+      raise ConfigError(f"{path}: not a training config (no {group!r} section)")
   return ml_collections.ConfigDict(_tuplify(data))
 
 
@@ -177,5 +237,6 @@ def _tuplify(x):
 
 
 def error_exit(msg: str) -> "NoReturn":  # noqa: F821
-  print(f"error: {msg}", file=sys.stderr)
+  """``error: msg`` as one line on stderr, exit status 2."""
+  print(f"error: {' '.join(str(msg).split())}", file=sys.stderr)
   raise SystemExit(2)

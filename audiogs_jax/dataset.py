@@ -77,15 +77,21 @@ def synthetic_seed(config) -> int:
 
 def synthetic_scene_dir(config, progress: bool = True) -> pathlib.Path:
   """Generate (once) and return the folder of the config's synthetic scene."""
+  import sys
   from audiogs_jax.data import synth
   s = config.data.synth
-  return synth.ensure_scene(
+  root = cache_dir(config)
+  before = set(os.listdir(root)) if root.is_dir() else set()
+  folder = synth.ensure_scene(
       cache_dir(config), scene=str(config.data.scene), room=tuple(s.room),
       rt60=float(s.rt60), signal=str(s.signal), seconds=int(s.seconds),
       trajectory=str(s.trajectory), head_radius=float(s.head_radius),
       sample_rate=int(config.data.sample_rate), seed=synthetic_seed(config),
       ears="sofa" if s.get("hrtf") else str(s.get("ears", "kemar")),
       hrtf=str(s.get("hrtf")) or None, progress=progress)
+  if progress and folder.parent.name not in before:  # simulated just now
+    print(f"scene {config.data.scene} cached in {folder}", file=sys.stderr)
+  return folder
 
 
 def _check_split(kind: str, split: str) -> None:
@@ -99,7 +105,8 @@ def _check_split(kind: str, split: str) -> None:
   if split not in splits:
     from audiogs_jax.config import ConfigError
     raise ConfigError(f"split {split!r} does not exist for config.data.kind={kind!r} "
-                      f"(splits: {', '.join(splits)})")
+                      f"(splits: {', '.join(splits)}; chosen by --config.data.train_split, "
+                      f"--config.data.eval_split or evaluate's --split)")
 
 
 def load_split(config, split: str, *, progress: bool = True) -> SceneData:
@@ -123,8 +130,9 @@ def load_split(config, split: str, *, progress: bool = True) -> SceneData:
                             sample_rate=int(d.sample_rate),
                             clip_seconds=float(d.clip_seconds),
                             normalize=bool(d.normalize))
-  raise ValueError(f"config.data.kind={d.kind!r} is not one of synthetic, rwavs, "
-                   "replay_nvas")
+  from audiogs_jax.config import ConfigError
+  raise ConfigError(f"--config.data.kind={d.kind!r} is not one of synthetic, rwavs, "
+                    "replay_nvas")
 
 
 @struct.dataclass

@@ -15,6 +15,9 @@ the four baselines. Writes to ``WORKDIR/eval/<split>/``:
 - ``figures/``: spectrograms (prediction, recording, difference) and the
   Gaussians' positions coloured by energy, with source and listener poses.
 
+The best checkpoint (``--checkpoint best``) is evaluated into
+``WORKDIR/eval/<split>_best/`` instead, beside the latest's results.
+
 A multi-scene workdir (``--config.data.scenes=1,2,...``) is evaluated scene by
 scene into ``WORKDIR/eval/<split>/scene_<id>/`` (the files above), and
 ``WORKDIR/eval/<split>/summary.json`` / ``table.md`` aggregate them as
@@ -26,11 +29,15 @@ directly (``overall`` only).
 
 from __future__ import annotations
 
-import argparse
+import sys
+
+if __name__ == "__main__":  # answer --help and usage errors before importing JAX (seconds)
+  from audiogs_jax import cli as _cli
+  _cli.preparse("evaluate")
+
 import csv
 import json
 import pathlib
-import sys
 from typing import Optional
 
 import jax
@@ -62,6 +69,8 @@ def _load_state(workdir, which: str):
   ckpt = ckpt_lib.Checkpointer(workdir, keep=int(config.train.keep), async_save=False)
   try:
     meta = ckpt.restore_meta(which)
+    ckpt_lib.check_model(meta, config.model.name, workdir / ckpt_dir(which),
+                         f"model.name in {workdir / 'config.json'}")
     template = train_lib.state_template(config, meta)
     # Onto this process's first device, whatever the mesh that wrote it.
     one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -69,6 +78,11 @@ def _load_state(workdir, which: str):
   finally:
     ckpt.close()
   return config, get_model(config.model.name), state.params, meta
+
+
+def ckpt_dir(which: str) -> str:
+  """The workdir's folder of the ``latest`` or ``best`` checkpoints."""
+  return "best" if which == "best" else "checkpoints"
 
 
 def scene_ids_of(meta: dict) -> list:
@@ -161,8 +175,15 @@ def evaluate_workdir(workdir, split: Optional[str] = None, *, which: Optional[st
   if scene_ids_of(meta):
     return evaluate_scenes(workdir, config, model, params, meta, split, which=which,
                            progress=progress, quiet=quiet)
-  return _evaluate_scene(workdir, workdir / "eval" / split, config, model, params, meta,
-                         split, which=which, progress=progress, quiet=quiet)
+  return _evaluate_scene(workdir, eval_dir(workdir, split, which), config, model, params,
+                         meta, split, which=which, progress=progress, quiet=quiet)
+
+
+def eval_dir(workdir, split: str, which: Optional[str] = None) -> pathlib.Path:
+  """``WORKDIR/eval/<split>`` for the latest checkpoint, ``<split>_best`` for
+  the best one (so that neither overwrites the other)."""
+  name = split if (which or "latest") == "latest" else f"{split}_{which}"
+  return pathlib.Path(workdir) / "eval" / name
 
 
 def _evaluate_scene(workdir, out: pathlib.Path, config, model, params, meta, split: str, *,
@@ -193,11 +214,18 @@ def _evaluate_scene(workdir, out: pathlib.Path, config, model, params, meta, spl
     return metrics_lib.compute_metrics(p, target, sr, rt60_true=rt60_true,
                                        with_dpam=with_dpam)
 
-  per_clip = {"model": score(pred)}
   base_preds = baselines_lib.all_baselines(source, scene.poses, train_scene.source * nf,
                                            train_scene.binaural * nf, train_scene.poses)
-  for name, p in base_preds.items():
-    per_clip[name] = score(p)
+  methods = {"model": pred, **base_preds}
+  if with_dpam and progress:  # CDPAM on a CPU: minutes, not seconds
+    from tqdm import tqdm
+    print(f"DPAM (CDPAM) on {len(scene)} clips x {len(methods)} methods: this takes "
+          f"minutes on a CPU", file=sys.stderr)
+    names = tqdm(list(methods), desc="metrics with DPAM", unit="method",
+                 dynamic_ncols=True)
+  else:
+    names = list(methods)
+  per_clip = {name: score(methods[name]) for name in names}
 
   summary = {
       "model": metrics_lib.summarize(per_clip["model"]),
@@ -262,7 +290,7 @@ def _evaluate_scene(workdir, out: pathlib.Path, config, model, params, meta, spl
                      listener_poses=np.concatenate([train_scene.poses, scene.poses]),
                      title=f"{summary['protocol']['model_label']} Gaussians")
   if not quiet:
-    which_scene = "" if out.name == split else f", scene {config.data.scene}"
+    which_scene = "" if out.parent.name == "eval" else f", scene {config.data.scene}"
     print(f"\n{summary['protocol']['model_label']} vs baselines on {split}{which_scene} "
           f"({len(scene)} clips; RTE estimator {metrics_lib.ESTIMATOR_NAME}; "
           f"{summary['protocol']['dpam']}):\n{table}\n\nwritten to {out}")
@@ -293,7 +321,7 @@ def evaluate_scenes(workdir, config, model, params, meta, split: str, *,
   and ``table.md`` (overall and per-environment tables).
   """
   workdir = pathlib.Path(workdir)
-  out = workdir / "eval" / split
+  out = eval_dir(workdir, split, which)
   from audiogs_jax import train as train_lib
   ids = scene_ids_of(meta)
   predict = train_lib.make_predict(model, config)
@@ -342,28 +370,12 @@ def evaluate_scenes(workdir, config, model, params, meta, split: str, *,
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(
-      prog="python -m audiogs_jax.evaluate",
-      description="Evaluate a trained workdir: metrics (MAG, ENV, LRE, RTE, DPAM) of the "
-                  "model beside the four baselines, per-clip CSV, WAV pairs, figures.")
-  p.add_argument("--workdir", required=True, action="append",
-                 help="a training workdir; give several (trained on the same scene) for "
-                      "one table of all their models beside the baselines")
-  p.add_argument("--split", default=None, help="split to evaluate (default: the config's "
-                 "eval split, val)")
-  p.add_argument("--checkpoint", default="latest", choices=("latest", "best"),
-                 help="which checkpoint: the latest, or the best by validation MAG")
-  p.add_argument("--force", action="store_true",
-                 help="with several workdirs: evaluate each again even when it already has "
-                      "a summary for the split (default: reuse it)")
-  p.add_argument("--out", default=None,
-                 help="with several workdirs: also write the combined table (markdown) here")
-  p.add_argument("--no-progress", action="store_true")
-  args = p.parse_args(argv)
+  from audiogs_jax import cli
+  args = cli.evaluate_parser().parse_args(argv)
   from audiogs_jax import compare
   from audiogs_jax import runtime
-  from audiogs_jax.data.scene import DataError
   runtime.tune_host_allocator()
+  cli.quiet_absl()
   try:
     if len(args.workdir) == 1:
       evaluate_workdir(args.workdir[0], args.split, which=args.checkpoint,
@@ -371,17 +383,19 @@ def main(argv=None) -> int:
       return 0
     split = args.split or config_lib.load_saved_config(
         pathlib.Path(args.workdir[0]) / "config.json").data.eval_split
+    folder = eval_dir(".", split, args.checkpoint).name
     for w in args.workdir:
-      have = (pathlib.Path(w) / "eval" / split / "summary.json").is_file()
+      have = (pathlib.Path(w) / "eval" / folder / "summary.json").is_file()
       if have and not args.force:
-        print(f"{w}: using its existing eval/{split}/summary.json (--force to redo)")
+        print(f"{w}: using its existing eval/{folder}/summary.json (--force to redo)")
       else:
         evaluate_workdir(w, split, which=args.checkpoint, progress=not args.no_progress,
                          quiet=True)
-    print(compare.compare_workdirs(args.workdir, split, args.out))
-  except (ckpt_lib.CheckpointError, config_lib.ConfigError, DataError,
-          compare.CompareError) as e:
-    config_lib.error_exit(str(e))
+    print(compare.compare_workdirs(args.workdir, folder, args.out))
+  except (*cli.user_errors(), compare.CompareError) as e:
+    if args.debug:
+      raise
+    cli.fail(e)
   return 0
 
 

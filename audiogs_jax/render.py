@@ -30,6 +30,11 @@ Run as ``python -m audiogs_jax.render`` this module is the command-line renderer
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # the CLI (render_cli): parse arguments before importing JAX
+  import sys
+  from audiogs_jax import render_cli
+  sys.exit(render_cli.main())
+
 import dataclasses
 from typing import Optional
 
@@ -469,7 +474,3 @@ def render_reference(g: Gaussians, pose, source_stft, config: RenderConfig) -> n
     src = src / np.maximum(np.abs(src), 1e-8)
   return (out * src[None]).reshape(2, f, t)
 
-
-if __name__ == "__main__":
-  from audiogs_jax import render_cli
-  render_cli.main()

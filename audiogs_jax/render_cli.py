@@ -17,8 +17,12 @@ Poses are 4x4 head-to-world matrices in the scene's (normalised) coordinates:
 ``--trajectory`` takes a JSON file, either ``{"poses": [{"time": seconds,
 "pose": 4x4 or 16 numbers}, ...]}`` (or that list alone), or an RWAVS-style
 ``{"camera_path": [{"file_path": "frames/00001.png", "camera_to_world": ...}]}``
-(time = the frame number in seconds). Between keyframes the position is
-interpolated linearly and the orientation by spherical interpolation.
+(time = the frame number in seconds); times must be finite and strictly
+increasing. Between keyframes the position is interpolated linearly and the
+orientation by spherical interpolation (``cli.TRAJECTORY_HELP``, also in
+``--help``).
+
+JAX is imported only after the arguments are parsed (``--help`` is instant).
 
 A multi-scene workdir (``--config.data.scenes=...``) holds one model per
 scene: ``--scene ID`` picks it (and its normalisation factor).
@@ -26,20 +30,15 @@ scene: ``--scene ID`` picks it (and its normalisation factor).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import pathlib
 import sys
 import warnings
 from typing import Callable, Optional
 
-import jax.numpy as jnp
 import numpy as np
 
-from audiogs_jax import checkpoint as ckpt_lib
-from audiogs_jax import config as config_lib
-from audiogs_jax import dataset
+from audiogs_jax import cli
 from audiogs_jax.data.scene import DataError, as_pose, check_rigid, read_json
 
 __all__ = ["load_source", "parse_pose", "load_trajectory", "chunk_plan", "render_long",
@@ -59,7 +58,8 @@ def load_source(path, sample_rate: int) -> np.ndarray:
   if sr != sample_rate:
     warnings.warn(f"{path}: sample rate {sr} Hz differs from the model's {sample_rate} Hz; "
                   f"resampling", stacklevel=2)
-  x = read_wav(path, channels=None, sample_rate=sample_rate, check_silence=False)
+  x = read_wav(path, channels=None, sample_rate=sample_rate, check_silence=False,
+               notice=False)
   if x.shape[0] > 1:
     warnings.warn(f"{path}: {x.shape[0]} channels; mixing down to mono", stacklevel=2)
   return np.mean(x, axis=0).astype(np.float32)
@@ -67,11 +67,17 @@ def load_source(path, sample_rate: int) -> np.ndarray:
 
 def parse_pose(text: str) -> np.ndarray:
   """16 numbers, or a .json / .npy file with a 4x4 pose."""
-  p = pathlib.Path(text)
-  if p.suffix in (".json", ".npy") or p.exists():
-    if not p.exists():
+  if _names_a_file(text):
+    p = pathlib.Path(text)
+    if not p.is_file():
       raise DataError(str(p), "missing file")
-    value = np.load(p).tolist() if p.suffix == ".npy" else read_json(p)
+    if p.suffix == ".npy":
+      try:
+        value = np.load(p, allow_pickle=False).tolist()
+      except (OSError, ValueError, EOFError) as e:
+        raise DataError(str(p), f"cannot read as a .npy array ({e})") from None
+    else:
+      value = read_json(p)
     pose = as_pose(value, str(p))
     check_rigid(pose, str(p))
     return pose
@@ -82,18 +88,34 @@ def parse_pose(text: str) -> np.ndarray:
   if len(nums) != 16:
     raise DataError("--pose", f"expected 16 numbers (a 4x4 matrix, row-major), got "
                               f"{len(nums)}")
-  pose = np.asarray(nums, np.float64).reshape(4, 4)
+  pose = as_pose(nums, "--pose")   # refuses NaN / Inf entries
   check_rigid(pose, "--pose")
   return pose
 
 
+def _names_a_file(text: str) -> bool:
+  """Whether a ``--pose`` value is a file name (a .json/.npy name, or any
+  existing path) rather than numbers."""
+  if text.endswith((".json", ".npy")):
+    return True
+  try:
+    return os.path.exists(text)
+  except (OSError, ValueError):   # too long for a file name, NUL bytes: not a path
+    return False
+
+
 def load_trajectory(path) -> tuple[np.ndarray, np.ndarray]:
-  """``(times [K], poses [K, 4, 4])`` sorted by time, from a trajectory JSON."""
+  """``(times [K], poses [K, 4, 4])`` from a trajectory JSON (format:
+  ``cli.TRAJECTORY_HELP``); DataError naming the file and the entry for a
+  missing key, a non-numeric / NaN / repeated / decreasing time, or a pose
+  that is not a finite rigid 4x4."""
   path = os.fspath(path)
   obj = read_json(path)
   times, poses = [], []
   if isinstance(obj, dict) and "camera_path" in obj:
     from audiogs_jax.data.rwavs import frame_time
+    if not isinstance(obj["camera_path"], list) or not obj["camera_path"]:
+      raise DataError(path, "'camera_path' must be a non-empty list of keyframes")
     for i, e in enumerate(obj["camera_path"]):
       where = f"camera_path[{i}]"
       if not isinstance(e, dict) or "file_path" not in e or "camera_to_world" not in e:
@@ -109,15 +131,31 @@ def load_trajectory(path) -> tuple[np.ndarray, np.ndarray]:
       where = f"poses[{i}]"
       if not isinstance(e, dict) or "time" not in e or "pose" not in e:
         raise DataError(path, f"{where} needs 'time' and 'pose'")
-      try:
-        times.append(float(e["time"]))
-      except (TypeError, ValueError):
-        raise DataError(path, f"{where}.time is not a number: {e['time']!r}") from None
+      t = e["time"]
+      if isinstance(t, bool) or not isinstance(t, (int, float)):
+        raise DataError(path, f"{where}.time is not a number: {t!r}")
+      times.append(float(t))
       poses.append(as_pose(e["pose"], path, where))
+  check_times(times, path, "camera_path" if isinstance(obj, dict) and "camera_path" in obj
+              else "poses")
   for i, p in enumerate(poses):
     check_rigid(p, path, f"pose {i}")
-  order = np.argsort(times, kind="stable")
-  return np.asarray(times)[order], np.stack(poses)[order]
+  return np.asarray(times, np.float64), np.stack(poses)
+
+
+def check_times(times, path, key: str = "poses") -> None:
+  """DataError unless the keyframe times are finite and strictly increasing
+  (interpolation needs an order; two poses at one time contradict each other)."""
+  for i, t in enumerate(times):
+    if not np.isfinite(t):
+      raise DataError(path, f"{key}[{i}].time is {t}: keyframe times must be finite")
+  for i in range(1, len(times)):
+    if times[i] == times[i - 1]:
+      raise DataError(path, f"{key}[{i - 1}] and {key}[{i}] have the same time "
+                            f"{times[i]:g} s: keyframe times must differ")
+    if times[i] < times[i - 1]:
+      raise DataError(path, f"{key}[{i}].time {times[i]:g} s comes after "
+                            f"{times[i - 1]:g} s: keyframe times must increase")
 
 
 def trajectory_fn(times: np.ndarray, poses: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -156,6 +194,8 @@ def chunk_plan(num_samples: int, clip: int) -> tuple[int, int, np.ndarray]:
 def render_long(source: np.ndarray, pose_at: Callable, *, model, params, config,
                 clip_length: int, norm_factor: float, batch_size: int = 8) -> np.ndarray:
   """Render a mono source of any length: returns ``[2, len(source)]``."""
+  import jax.numpy as jnp
+  from audiogs_jax import dataset
   from audiogs_jax import dsp
   from audiogs_jax import train as train_lib
   sr = int(config.data.sample_rate)
@@ -178,47 +218,48 @@ def render_long(source: np.ndarray, pose_at: Callable, *, model, params, config,
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(
-      prog="python -m audiogs_jax.render",
-      description="Render what a listener hears at a pose (or along a trajectory) from a "
-                  "trained workdir, for a source WAV of any length.")
-  p.add_argument("--workdir", required=True, help="a training workdir")
-  p.add_argument("--source", required=True, help="mono source WAV (resampled if needed)")
-  g = p.add_mutually_exclusive_group(required=True)
-  g.add_argument("--pose", help="4x4 head-to-world pose: 16 numbers (row-major) or a "
-                                ".json/.npy file")
-  g.add_argument("--trajectory", help="JSON of time-stamped poses (see module docs)")
-  p.add_argument("--out", required=True, help="output WAV (2 channels, float32)")
-  p.add_argument("--checkpoint", default="latest", choices=("latest", "best"))
-  p.add_argument("--scene", default=None,
-                 help="the scene to render, for a multi-scene workdir (required there)")
-  p.add_argument("--batch-size", type=int, default=8, help="chunks rendered at once")
-  args = p.parse_args(argv)
+  args = cli.render_parser().parse_args(argv)
   from audiogs_jax import evaluate
   from audiogs_jax import runtime
   import soundfile as sf
   runtime.tune_host_allocator()
+  cli.quiet_absl()
   try:
-    config, model, params, meta = evaluate.load_trained(args.workdir, args.checkpoint,
-                                                        scene=args.scene)
-    sr = int(config.data.sample_rate)
-    source = load_source(args.source, sr)
-    if args.pose is not None:
-      pose = parse_pose(args.pose)
-      pose_at = lambda t: np.repeat(pose[None], len(np.atleast_1d(t)), 0)
-    else:
-      pose_at = trajectory_fn(*load_trajectory(args.trajectory))
-    clip = int(meta.get("clip_length") or round(sr * float(config.data.clip_seconds)))
-    y = render_long(source, pose_at, model=model, params=params, config=config,
-                    clip_length=clip, norm_factor=float(meta.get("norm_factor", 1.0)),
-                    batch_size=args.batch_size)
-  except (DataError, ckpt_lib.CheckpointError, config_lib.ConfigError) as e:
-    config_lib.error_exit(str(e))
+    y, sr = _render(args, evaluate)
+  except cli.user_errors() as e:
+    if args.debug:
+      raise
+    cli.fail(e)
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   sf.write(str(out), y.T, sr, subtype="FLOAT")
   print(f"wrote {out} ({y.shape[1] / sr:.2f} s, 2 channels, {sr} Hz)")
   return 0
+
+
+def _render(args, evaluate) -> tuple[np.ndarray, int]:
+  """``(audio [2, T], rate)`` for the parsed arguments; every input is checked
+  before the model runs, and the output before anything is written."""
+  if args.pose is not None:
+    pose = parse_pose(args.pose)
+    pose_at = lambda t: np.repeat(pose[None], len(np.atleast_1d(t)), 0)
+  else:
+    pose_at = trajectory_fn(*load_trajectory(args.trajectory))
+  config, model, params, meta = evaluate.load_trained(args.workdir, args.checkpoint,
+                                                      scene=args.scene)
+  sr = int(config.data.sample_rate)
+  source = load_source(args.source, sr)
+  if args.batch_size < 1:
+    raise DataError("--batch-size", f"must be at least 1, got {args.batch_size}")
+  clip = int(meta.get("clip_length") or round(sr * float(config.data.clip_seconds)))
+  y = render_long(source, pose_at, model=model, params=params, config=config,
+                  clip_length=clip, norm_factor=float(meta.get("norm_factor", 1.0)),
+                  batch_size=args.batch_size)
+  if not np.all(np.isfinite(y)):
+    raise DataError(args.out, f"not written: the model rendered "
+                              f"{int(np.sum(~np.isfinite(y)))} NaN/Inf samples "
+                              f"(checkpoint {args.checkpoint} of {args.workdir})")
+  return y, sr
 
 
 if __name__ == "__main__":

@@ -29,12 +29,18 @@ The pieces, as in the Flax examples:
 
 from __future__ import annotations
 
-import argparse
+import sys
+
+if __name__ == "__main__":  # answer --help and usage errors before importing JAX (seconds)
+  from audiogs_jax import cli as _cli
+  _cli.preparse("train")
+
 import dataclasses
 import json
+import os
 import pathlib
+import shutil
 import signal
-import sys
 import time
 from typing import Any, Optional
 
@@ -45,6 +51,7 @@ import optax
 from flax import struct
 
 from audiogs_jax import checkpoint as ckpt_lib
+from audiogs_jax import cli
 from audiogs_jax import config as config_lib
 from audiogs_jax import dataset
 from audiogs_jax import dsp
@@ -312,20 +319,43 @@ def _is_main() -> bool:
 
 
 class _Logger:
-  """metrics.jsonl + TensorBoard event files (process 0 only)."""
+  """metrics.jsonl + TensorBoard event files (process 0 only).
 
-  def __init__(self, workdir: pathlib.Path):
+  A resumed run (``resume_step``) continues both logs from its checkpoint:
+  rows logged after that step by the interrupted run (which the resumed run
+  computes again) are dropped from ``metrics.jsonl``, and the TensorBoard
+  event file is rewritten from the kept rows, so that every step appears
+  once and TensorBoard shows one curve per scalar (one event file).
+  """
+
+  def __init__(self, workdir: pathlib.Path, resume_step: int = 0):
     self.enabled = _is_main()
     self.jsonl = None
     self.tb = None
     if not self.enabled:
       return
-    self.jsonl = open(workdir / "metrics.jsonl", "a", buffering=1)
+    path = workdir / "metrics.jsonl"
+    kept = _kept_rows(path, resume_step)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    tmp.replace(path)
+    self.jsonl = open(path, "a", buffering=1)
     try:
       from tensorboardX import SummaryWriter
-      self.tb = SummaryWriter(str(workdir / "tb"))
     except ImportError:  # logging still goes to metrics.jsonl
-      self.tb = None
+      return
+    tb_dir = workdir / "tb"
+    for old in tb_dir.glob("events.out.tfevents.*") if tb_dir.is_dir() else []:
+      old.unlink()
+    self.tb = SummaryWriter(str(tb_dir))
+    for r in kept:
+      self._tb_write(r["step"], {k: v for k, v in r.items() if k not in ("step", "split")},
+                     r.get("split", "train"))
+
+  def _tb_write(self, step: int, scalars: dict, prefix: str) -> None:
+    for k, v in scalars.items():
+      if v is not None:
+        self.tb.add_scalar(f"{prefix}/{k}", float(v), int(step))
 
   def write(self, step: int, scalars: dict, prefix: str = "train") -> None:
     if not self.enabled:
@@ -334,9 +364,7 @@ class _Logger:
            **{k: (None if v is None else float(v)) for k, v in scalars.items()}}
     self.jsonl.write(json.dumps(rec) + "\n")
     if self.tb is not None:
-      for k, v in scalars.items():
-        if v is not None:
-          self.tb.add_scalar(f"{prefix}/{k}", float(v), int(step))
+      self._tb_write(step, scalars, prefix)
 
   def close(self):
     if self.jsonl:
@@ -345,12 +373,31 @@ class _Logger:
       self.tb.close()
 
 
+def _kept_rows(path: pathlib.Path, upto: int) -> list:
+  """The rows of a ``metrics.jsonl`` up to step ``upto`` (a torn last line,
+  from a kill in the middle of a write, is dropped)."""
+  rows = []
+  if not path.is_file():
+    return rows
+  for line in path.read_text().splitlines():
+    try:
+      r = json.loads(line)
+    except json.JSONDecodeError:
+      continue
+    if isinstance(r, dict) and isinstance(r.get("step"), int) and r["step"] <= upto:
+      rows.append(r)
+  return rows
+
+
 def validate(model, params, eval_data, scene, config, predict) -> dict:
-  """Quick validation metrics (MAG both protocols, ENV, LRE) on a split."""
+  """Quick validation metrics (MAG both protocols, ENV, LRE) on a split, on
+  the recording's scale: the same numbers as ``evaluate``'s table."""
   from audiogs_jax import metrics
   pred = predict_waveforms(model, params, eval_data.poses, eval_data.source_tf,
                            scene.clip_length, config, int(config.eval.batch_size), predict)
-  tgt = scene.binaural
+  # On the recording's scale (normalisation undone), as the evaluation tables.
+  nf = float(scene.norm_factor)
+  pred, tgt = pred * nf, scene.binaural * nf
   return {"mag_avnerf": float(np.mean(metrics.mag_avnerf(pred, tgt))),
           "mag_avcloud": float(np.mean(metrics.mag_avcloud(pred, tgt))),
           "env": float(np.mean(metrics.env(pred, tgt))),
@@ -429,41 +476,86 @@ def _scalars(metrics: dict, ids: list) -> dict:
   return out
 
 
+def _check_resume(config, ckpt, workdir: pathlib.Path, start: int,
+                  change_schedule: bool) -> None:
+  """Before any work: a resumed workdir must hold the config's model, and the
+  learning-rate schedule may change only when asked (``change_schedule``)."""
+  ckpt_lib.check_model(ckpt.restore_meta(), config.model.name,
+                       workdir / "checkpoints" / str(start))
+  saved_path = workdir / "config.json"
+  if not saved_path.is_file():
+    return
+  saved = config_lib.load_saved_config(saved_path)
+  changed = [f for f in config_lib.SCHEDULE_FIELDS
+             if config_lib.get_dotted(saved, f) != config_lib.get_dotted(config, f)]
+  if not changed:
+    return
+  what = ", ".join(f"{f}={config_lib.get_dotted(saved, f)!r} -> "
+                   f"{config_lib.get_dotted(config, f)!r}" for f in changed)
+  if not change_schedule:
+    raise config_lib.ConfigError(
+        f"--config.{changed[0]}: {workdir} was trained with a different learning-rate "
+        f"schedule ({what}); resuming at step {start} would change it for the whole "
+        f"run: pass --change-schedule to do so, or train into a new --workdir")
+  if _is_main():
+    print(f"note: resuming at step {start} with a changed learning-rate schedule "
+          f"({what})", file=sys.stderr)
+
+
 def train_and_evaluate(config, workdir, *, evaluate_at_end: bool = True,
-                       progress: bool = True) -> TrainState:
+                       progress: bool = True, change_schedule: bool = False) -> TrainState:
   """Train (resuming from ``workdir`` when it has a checkpoint), then evaluate.
 
   Runs on every device JAX sees, laid out by ``config.mesh``; with several
   processes (``jax.distributed``) every process calls it. Returns the final
-  state (global arrays; for Gaussian sharding, still padded).
+  state (global arrays; for Gaussian sharding, still padded). A resume that
+  would change the learning-rate schedule (``config_lib.SCHEDULE_FIELDS``)
+  raises ``ConfigError`` unless ``change_schedule``.
   """
-  from tqdm import tqdm
-
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   model = get_model(config.model.name)
-  scenes = _Scenes(config, progress and _is_main())
-  train_split, eval_split = config.data.train_split, config.data.eval_split
-  layout = parallel.make_layout(config, len(scenes.ids), model)
-
-  host, tx, meta = _host_state(config, model, scenes, train_split)
-  layout = layout.for_params(host.params)
   ckpt = ckpt_lib.Checkpointer(workdir, keep=int(config.train.keep))
-  start = ckpt.latest_step()
-  if start is not None:
-    try:
+  try:
+    start = ckpt.latest_step()
+    if start is not None:
+      _check_resume(config, ckpt, workdir, start, change_schedule)
+    scenes = _Scenes(config, progress and _is_main())
+    layout = parallel.make_layout(config, len(scenes.ids), model)
+    host, tx, meta = _host_state(config, model, scenes, config.data.train_split)
+    layout = layout.for_params(host.params)
+    if start is not None:
       restored, _ = ckpt.restore(host, start, sharding=layout.replicated)
-    except ckpt_lib.CheckpointError:
-      ckpt.close()
-      raise
-    host = jax.device_get(parallel.local_copy(restored))
-    if _is_main():
-      print(f"resuming from {workdir}/checkpoints/{start}", file=sys.stderr)
+      host = jax.device_get(parallel.local_copy(restored))
+      if _is_main():
+        print(f"resuming from {workdir}/checkpoints/{start}", file=sys.stderr)
+  except BaseException:
+    ckpt.close()
+    raise
   # Saved once the config is known to fit the workdir's checkpoints, so that a
   # failed resume (say, an override that changes the model) leaves it intact.
   if _is_main():
     config_lib.save_config(config, workdir / "config.json")
+  try:
+    state = _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt,
+                        progress)
+  finally:
+    ckpt.close()
+  if evaluate_at_end and _is_main():
+    if jax.process_count() > 1:  # evaluation is single-process work
+      print(f"trained on {jax.process_count()} processes; evaluate with: python -m "
+            f"audiogs_jax.evaluate --workdir {workdir}", file=sys.stderr)
+    else:
+      from audiogs_jax import evaluate
+      evaluate.evaluate_workdir(workdir, split=config.data.eval_split, progress=progress)
+  return state
 
+
+def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, progress):
+  """The training loop proper (see ``train_and_evaluate``); SystemExit(130)
+  after a SIGTERM / Ctrl-C, once the state is saved."""
+  from tqdm import tqdm
+  train_split, eval_split = config.data.train_split, config.data.eval_split
   step = int(host.step)
   padded = layout.pad_state(host, tx)
   state = parallel.put_global(padded, layout.state_shardings(padded, tx))
@@ -475,49 +567,42 @@ def train_and_evaluate(config, workdir, *, evaluate_at_end: bool = True,
 
   step_fn = make_sampled_step(model, tx, config, layout, state, train_data)
   predict = make_predict(model, config)
-  # One scene's unpadded parameters, replicated on every device (validation).
-  pick = (lambda p, i: p) if not scenes.ids else (
-      lambda p, i: jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, i, 0, False), p))
-  params_of = jax.jit(lambda p, i: layout.unpad(pick(p, i)),
-                      out_shardings=layout.replicated)
-  # The checkpointed state: unpadded (the identity without Gaussian sharding).
-  to_save = ((lambda s: s) if not layout.shard_gaussians else
-             jax.jit(lambda s: layout.unpad_state(s, tx)))
-  logger = _Logger(workdir)
+  params_of, to_save = _state_views(scenes, layout, tx)
+  logger = _Logger(workdir, resume_step=step)
   total = int(config.train.steps)
   log_every = max(int(config.train.log_every), 1)
   eval_every = int(config.train.eval_every)
   ckpt_every = max(int(config.train.checkpoint_every), 1)
   best_name = best_metric_name(config)
 
-  interrupted = {"flag": False}
-
-  def _on_sigterm(signum, frame):  # save and stop cleanly on SIGTERM
-    interrupted["flag"] = True
-
-  old_handler = None
-  try:
-    old_handler = signal.signal(signal.SIGTERM, _on_sigterm)
-  except ValueError:  # not in the main thread
-    pass
+  interrupted = {"flag": False}   # a SIGTERM / Ctrl-C seen by this process
+  stop = False                    # agreed by every process: save and stop now
+  old_handler = _catch_sigterm(interrupted)
 
   bar = tqdm(total=total, initial=step, desc="train", unit="step",
              disable=not (progress and _is_main()), dynamic_ncols=True)
   t_last, s_last = time.perf_counter(), step
+  pending = None  # the previous step's loss: counted on the bar once computed
   try:
-    while step < total and not interrupted["flag"]:
+    while step < total and not stop:
       state, m = step_fn(state, train_data)
       step += 1
-      bar.update(1)
+      if pending is not None:  # one step in flight: the bar counts completed steps
+        jax.block_until_ready(pending)
+        bar.update(1)
+      pending = m["loss"]
       if step % log_every == 0 or step == total:
         m = jax.device_get(parallel.local_copy(m))
+        bar.update(1)
+        pending = None
         now = time.perf_counter()
         rate = (step - s_last) / max(now - t_last, 1e-9)
         t_last, s_last = now, step
         scalars = _scalars(m, scenes.ids)
         scalars["steps_per_s"] = rate
         logger.write(step, scalars)
-        bar.set_postfix(loss=f"{scalars['loss']:.4g}", steps_s=f"{rate:.1f}")
+        bar.set_postfix(loss=f"{scalars['loss']:.4g}", steps_s=f"{rate:.2f}")
+        stop = _agreed(interrupted["flag"])
       if eval_every > 0 and (step % eval_every == 0 or step == total):
         val = _validate_all(model, scenes, eval_data, params_of, state.params, config,
                             predict)
@@ -529,93 +614,169 @@ def train_and_evaluate(config, workdir, *, evaluate_at_end: bool = True,
                                                  if "/scene_" not in k))
       if step % ckpt_every == 0 or step == total:
         ckpt.save(step, to_save(state), {**meta, "step": step})
+      if jax.process_count() == 1:
+        stop = interrupted["flag"]
   except KeyboardInterrupt:
-    interrupted["flag"] = True
+    interrupted["flag"] = stop = True
   finally:
+    if pending is not None:
+      bar.update(1)
     bar.close()
-    if interrupted["flag"] and step > (ckpt.latest_step() or 0):
+    if stop and step > (ckpt.latest_step() or 0):
       ckpt.save(step, to_save(state), {**meta, "step": step})
-      if _is_main():
-        print(f"interrupted: saved step {step} to {workdir}/checkpoints", file=sys.stderr)
     ckpt.wait()
-    ckpt.close()
     logger.close()
     if old_handler is not None:
       signal.signal(signal.SIGTERM, old_handler)
 
-  if interrupted["flag"]:
+  if stop:
+    if _is_main():
+      saved = ckpt.latest_step()
+      print(f"interrupted at step {step} of {total}: saved step {saved} in "
+            f"{workdir}/checkpoints/{saved}; resume with: python -m audiogs_jax.train "
+            f"--workdir {workdir}", file=sys.stderr)
     raise SystemExit(130)
-  if evaluate_at_end and _is_main():
-    if jax.process_count() > 1:  # evaluation is single-process work
-      print(f"trained on {jax.process_count()} processes; evaluate with: python -m "
-            f"audiogs_jax.evaluate --workdir {workdir}", file=sys.stderr)
-    else:
-      from audiogs_jax import evaluate
-      evaluate.evaluate_workdir(workdir, split=eval_split, progress=progress)
   return state
 
 
-def _parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
-      prog="python -m audiogs_jax.train",
-      description="Train an audio Gaussian splatting model (AudioGS or Audio 3DGS) on a "
-                  "scene, then evaluate it. With no arguments: AudioGS on the built-in "
-                  "synthetic scene (generated on first use, cached).",
-      epilog="Any config field can be overridden: --config.train.steps=2000 "
-             "--config.model.sh_degree=3 --config.data.root=/data/release ... "
-             "Running again on the same --workdir resumes from its latest checkpoint.")
-  p.add_argument("--config", default=None,
-                 help="config file (default: configs/default.py; or a saved workdir's "
-                      "config when resuming)")
-  p.add_argument("--workdir", default=None,
-                 help="output folder: checkpoints, logs, evaluation "
-                      "(default: the config's workdir, runs/<name>)")
-  p.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
-  p.add_argument("--no-progress", action="store_true", help="no progress bars")
-  g = p.add_argument_group(
-      "multi-process (jax.distributed)",
-      "Started automatically when JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and "
-      "JAX_PROCESS_ID are set, or in a multi-task SLURM / Open MPI job or on a "
-      "multi-host Cloud TPU; these flags set it explicitly.")
-  g.add_argument("--distributed", action="store_true",
-                 help="call jax.distributed.initialize() and let JAX detect the cluster "
-                      "(Cloud TPU pod, SLURM, Open MPI)")
-  g.add_argument("--coordinator-address", default=None,
-                 help="host:port of process 0's coordinator")
-  g.add_argument("--num-processes", type=int, default=None, help="number of processes")
-  g.add_argument("--process-id", type=int, default=None, help="this process's index")
-  return p
+def _state_views(scenes, layout, tx):
+  """Jitted ``params_of(params, i)``: scene ``i``'s unpadded parameters,
+  replicated on every device (validation); ``to_save(state)``: the
+  checkpointed state, unpadded (the identity without Gaussian sharding)."""
+  pick = (lambda p, i: p) if not scenes.ids else (
+      lambda p, i: jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, i, 0, False), p))
+  params_of = jax.jit(lambda p, i: layout.unpad(pick(p, i)),
+                      out_shardings=layout.replicated)
+  to_save = ((lambda s: s) if not layout.shard_gaussians else
+             jax.jit(lambda s: layout.unpad_state(s, tx)))
+  return params_of, to_save
+
+
+def _catch_sigterm(flag: dict):
+  """SIGTERM sets ``flag["flag"]`` (the loop then saves and stops); returns the
+  previous handler, or None when not in the main thread (no handler set)."""
+  def on_sigterm(signum, frame):
+    flag["flag"] = True
+  try:
+    return signal.signal(signal.SIGTERM, on_sigterm)
+  except ValueError:
+    return None
+
+
+def _agreed(flag: bool) -> bool:
+  """``flag`` of any process: every process of a multi-process job stops at the
+  same step (the save after a SIGTERM is collective); one process: ``flag``."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  from jax.experimental import multihost_utils
+  return bool(np.any(multihost_utils.process_allgather(np.asarray(flag, np.int32))))
+
+
+_parser = cli.train_parser
 
 
 def resolve_config(args, overrides: dict):
   """Config from --config, else from a resumed workdir, else the default."""
   saved = pathlib.Path(args.workdir) / "config.json" if args.workdir else None
-  if args.config is None and saved is not None and saved.exists():
+  if args.config is None and saved is not None and saved.is_file():
     cfg = config_lib.load_saved_config(saved)
   else:
     cfg = config_lib.load_config_file(args.config or config_lib.default_config_path())
   return config_lib.apply_overrides(cfg, overrides)
 
 
+def check_workdir(workdir: pathlib.Path) -> None:
+  """ConfigError naming ``--workdir`` when it cannot be a training folder: a
+  file, a link to nowhere, a read-only folder, or under a file."""
+  where = f"--workdir {workdir}"
+  if workdir.is_symlink() and not workdir.exists():
+    raise config_lib.ConfigError(f"{where}: a symbolic link to {os.readlink(workdir)}, "
+                                 f"which does not exist")
+  if workdir.exists() and not workdir.is_dir():
+    raise config_lib.ConfigError(f"{where}: exists and is not a folder")
+  probe = workdir
+  while not probe.exists():
+    probe = probe.parent
+  if not probe.is_dir():
+    raise config_lib.ConfigError(f"{where}: {probe} is a file, not a folder")
+  mode = probe.stat().st_mode
+  if not os.access(probe, os.W_OK) or not mode & 0o222:
+    what = "is read-only" if probe == workdir else f"cannot be created in {probe} (read-only)"
+    raise config_lib.ConfigError(f"{where}: {what}")
+
+
+class _WorkdirGuard:
+  """What a run adds to its workdir, removed again when the run fails before
+  saving a checkpoint (a bad input): nothing the user had is touched, and a
+  run that trained something keeps it."""
+
+  def __init__(self, workdir: pathlib.Path):
+    self.workdir = workdir
+    self.existed = workdir.is_dir()
+    self.root = workdir  # the highest folder this run may create
+    while not self.root.parent.exists():
+      self.root = self.root.parent
+    self.before = set(os.listdir(workdir)) if self.existed else set()
+    self.steps = self._steps()
+
+  def _steps(self) -> set:
+    d = self.workdir / "checkpoints"
+    return {p.name for p in d.iterdir() if p.name.isdigit()} if d.is_dir() else set()
+
+  def undo(self) -> None:
+    if not _is_main() or not self.workdir.is_dir() or self._steps() - self.steps:
+      return
+    if not self.existed:
+      shutil.rmtree(self.root, ignore_errors=True)
+      return
+    for name in set(os.listdir(self.workdir)) - self.before:
+      p = self.workdir / name
+      if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+      else:
+        p.unlink(missing_ok=True)
+
+
+def _check_model_name(cfg) -> None:
+  try:
+    get_model(cfg.model.name)
+  except ValueError as e:
+    raise config_lib.ConfigError(f"--{e}") from None
+
+
 def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
+  debug = "--debug" in argv
   try:
     overrides, rest = config_lib.parse_config_args(argv)
     args = _parser().parse_args(rest)
     cfg = resolve_config(args, overrides)
+    config_lib.check_config(cfg)
+    _check_model_name(cfg)
+    workdir = pathlib.Path(args.workdir or cfg.workdir)
+    check_workdir(workdir)
   except config_lib.ConfigError as e:
-    config_lib.error_exit(str(e))
-  workdir = args.workdir or cfg.workdir
+    if debug:
+      raise
+    cli.fail(e)
+  cli.quiet_absl()
   parallel.initialize_distributed(args.coordinator_address, args.num_processes,
                                   args.process_id, auto=args.distributed)
   from audiogs_jax import runtime
-  from audiogs_jax.data.scene import DataError
   runtime.tune_host_allocator()
+  guard = _WorkdirGuard(workdir)
   try:
     train_and_evaluate(cfg, workdir, evaluate_at_end=not args.no_eval,
-                       progress=not args.no_progress)
-  except (DataError, config_lib.ConfigError, ckpt_lib.CheckpointError) as e:
-    config_lib.error_exit(str(e))
+                       progress=not args.no_progress, change_schedule=args.change_schedule)
+  except cli.user_errors() as e:
+    guard.undo()
+    if debug:
+      raise
+    cli.fail(e)
+  except KeyboardInterrupt:  # before the loop (which saves and exits 130 itself)
+    guard.undo()
+    print("interrupted before training started; nothing saved", file=sys.stderr)
+    raise SystemExit(130) from None
   return 0
 
 

@@ -11,6 +11,8 @@
 # $AUDIOGS_COORDINATOR_PORT, or a free port. Process 0 prints; the others' output goes
 # to $AUDIOGS_LOG_DIR/process_<i>.log (default: a temporary folder), shown if one
 # fails. Waits for all; if one fails, stops the others and exits with its status.
+# SIGINT/SIGTERM to this script stops every process: SIGTERM (training saves its
+# state and stops), then SIGKILL for any still alive 10 s later; none outlives it.
 set -u
 
 if [[ $# -lt 1 || ! "$1" =~ ^[0-9]+$ || "$1" -lt 1 ]]; then
@@ -38,7 +40,22 @@ live=("${pids[@]}")
 stop_all() {  # send signal $1 to the processes still running
   for p in "${live[@]+"${live[@]}"}"; do kill "-$1" "$p" 2>/dev/null; done
 }
-trap 'stop_all TERM; exit 130' INT TERM
+any_alive() {
+  for p in "${live[@]+"${live[@]}"}"; do kill -0 "$p" 2>/dev/null && return 0; done
+  return 1
+}
+shutdown() {  # on SIGINT/SIGTERM: TERM (each saves and stops), KILL after 10 s
+  trap '' INT TERM
+  echo "launch_local_multihost: stopping ${#live[@]} process(es)" >&2
+  stop_all TERM
+  local t
+  for ((t = 0; t < 20; t++)); do any_alive || break; sleep 0.5; done
+  # A process blocked in a collective with a stopped peer may not act on SIGTERM.
+  if any_alive; then stop_all KILL; fi
+  wait 2>/dev/null
+  exit 130
+}
+trap shutdown INT TERM
 
 status=0
 stopping=0

@@ -16,6 +16,9 @@ Everything here is built once per test session and shared:
   ``train.main`` (``SMOKE_STEPS`` steps, validation and checkpoints every
   ``SMOKE_CKPT_EVERY``), then evaluated: the workdir that the evaluate and render
   tests read and that the resume tests compare against.
+- ``tiny_workdir``: ``configs/smoke.py`` trained for 2 steps (one checkpoint,
+  no validation, no evaluation): the workdir the bad-input matrix and the log
+  tests read or copy.
 - ``help_outputs``: ``python -m audiogs_jax.{train,evaluate,render} --help``, run
   concurrently in subprocesses.
 """
@@ -101,6 +104,18 @@ def trained_workdir(tmp_path_factory, smoke, jax_compile_cache) -> pathlib.Path:
                    "--no-progress", *smoke.overrides()])
   assert rc == 0
   return workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_workdir(tmp_path_factory, smoke, jax_compile_cache) -> pathlib.Path:
+  from audiogs_jax import train
+  wd = tmp_path_factory.mktemp("tiny") / "workdir"
+  rc = train.main(["--config", smoke.config_path, "--workdir", str(wd), "--no-eval",
+                   "--no-progress", *smoke.overrides(train__steps=2, train__eval_every=0,
+                                                     train__checkpoint_every=2,
+                                                     train__log_every=1)])
+  assert rc == 0
+  return wd
 
 
 @pytest.fixture(scope="session")

@@ -220,3 +220,21 @@ def test_replay_sample_rate(data_replay):
         replay_nvas.load(data_replay, "train", sample_rate=8000, resample=False)
     d = replay_nvas.load(data_replay, "train", sample_rate=8000)
     assert d.binaural.shape == (8, 2, 16000) and d.sample_rate == 8000
+
+
+def test_subnormal_samples(data_scene):
+    """Many subnormal samples: refused as not audio; a few (a float fade-out's
+    tail) are set to zero and the scene loads."""
+    n = SR * SECONDS
+    x = np.random.default_rng(1).uniform(-0.5, 0.5, n).astype(np.float32)
+    few = x.copy()
+    few[-5:] = 1e-41
+    sf.write(data_scene / "source_syn_re.wav", few, SR, subtype="FLOAT")
+    from audiogs_jax.data.scene import read_wav
+    y = read_wav(data_scene / "source_syn_re.wav", channels=1, sample_rate=None)[0]
+    assert np.all(y[-5:] == 0) and np.array_equal(y[:-5], x[:-5])
+    assert len(load(data_scene)) == 3
+    many = x.copy()
+    many[: n // 10] = 1e-41
+    sf.write(data_scene / "source_syn_re.wav", many, SR, subtype="FLOAT")
+    raises(data_scene, "subnormal", "source_syn_re.wav")

@@ -106,14 +106,18 @@ def test_figures(eval_dir):
 
 
 def test_evaluate_cli_best_checkpoint(trained_workdir, tmp_path, capsys, smoke):
-  """``evaluate.main --checkpoint best`` on a copy of the workdir."""
+  """``evaluate.main --checkpoint best`` on a copy of the workdir: written to
+  ``eval/val_best``, the latest checkpoint's ``eval/val`` left as it was."""
   wd = tmp_path / "copy"
-  shutil.copytree(trained_workdir, wd, ignore=shutil.ignore_patterns("eval", "tb"))
+  shutil.copytree(trained_workdir, wd, ignore=shutil.ignore_patterns("tb"))
+  latest = {p: p.read_bytes() for p in (wd / "eval" / "val").rglob("*") if p.is_file()}
   assert evaluate.main(["--workdir", str(wd), "--checkpoint", "best",
                         "--no-progress"]) == 0
   out = capsys.readouterr().out
-  assert "Mono-Mono" in out and "AudioGS" in out and str(wd / "eval" / "val") in out
-  s = json.loads((wd / "eval" / "val" / "summary.json").read_text())
+  assert "Mono-Mono" in out and "AudioGS" in out and str(wd / "eval" / "val_best") in out
+  assert ", scene" not in out.splitlines()[1]
+  assert {p: p.read_bytes() for p in (wd / "eval" / "val").rglob("*") if p.is_file()} == latest
+  s = json.loads((wd / "eval" / "val_best" / "summary.json").read_text())
   assert s["protocol"]["num_clips"] > 0 and f"({s['protocol']['num_clips']} clips;" in out
   assert s["protocol"]["checkpoint"] == "best"
   assert s["protocol"]["checkpoint_step"] in (smoke.ckpt_every, smoke.steps)

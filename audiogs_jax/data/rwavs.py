@@ -39,7 +39,7 @@ from .scene import (DataError, SceneData, as_pose, check_audio_covers, check_rig
                     norm_factor_of, read_json, read_wav, require_key)
 
 __all__ = ["CLIP_CONVENTIONS", "SPLITS", "clip_range", "count_clips", "frame_time",
-           "read_camera_path", "load"]
+           "read_camera_path", "check_synchronised", "load"]
 
 CLIP_CONVENTIONS = ("centered", "preceding")
 SPLITS = ("train", "val")
@@ -108,6 +108,36 @@ def read_camera_path(path: os.PathLike | str) -> tuple[list[str], np.ndarray, np
   return files, np.asarray(times, dtype=np.int64), poses_arr
 
 
+def check_synchronised(bin_path: pathlib.Path, src_path: pathlib.Path) -> None:
+  """DataError when the two tracks of a scene differ in duration by more than
+  1 s (by their headers: frames / sample rate). The shorter track is named
+  (cut short, or its header's sample rate is wrong), with both durations and
+  both header rates."""
+  import soundfile as sf
+  info = {p: sf.info(str(p)) for p in (bin_path, src_path)}
+  dur = {p: i.frames / float(i.samplerate) for p, i in info.items()}
+  if abs(dur[bin_path] - dur[src_path]) <= 1.0:
+    return
+  short, other = ((bin_path, src_path) if dur[bin_path] < dur[src_path]
+                  else (src_path, bin_path))
+  def desc(p):
+    return f"{dur[p]:.2f} s ({info[p].frames} samples at {info[p].samplerate} Hz)"
+
+  raise DataError(short, f"not synchronised with {other.name}: {desc(short)} vs "
+                         f"{desc(other)}; cut short, or a wrong sample rate in its header?")
+
+
+def _resample_notices(paths, sr: int) -> None:
+  """One stderr line per track that was resampled to ``sr`` (given once the
+  scene has loaded, so that an error stays the only line)."""
+  import sys
+  import soundfile as sf
+  for p in paths:
+    rate = sf.info(str(p)).samplerate
+    if rate != sr:
+      print(f"note: {p}: {rate} Hz, resampled to {sr} Hz", file=sys.stderr)
+
+
 def _scene_dir(root, scene) -> tuple[pathlib.Path, str]:
   if isinstance(scene, (int, np.integer)):
     if root is None:
@@ -170,12 +200,13 @@ def load(root: os.PathLike | str | None, scene: int | str | os.PathLike, split: 
 
   bin_path = scene_dir / BINAURAL_FILE
   src_path = scene_dir / SOURCE_FILE
-  binaural = read_wav(bin_path, channels=2, sample_rate=sr, resample_audio=resample)
-  source = read_wav(src_path, channels=1, sample_rate=sr, resample_audio=resample)[0]
+  binaural = read_wav(bin_path, channels=2, sample_rate=sr, resample_audio=resample,
+                      notice=False)
+  source = read_wav(src_path, channels=1, sample_rate=sr, resample_audio=resample,
+                    notice=False)[0]
   n_samples = min(binaural.shape[1], source.shape[0])
   if abs(binaural.shape[1] - source.shape[0]) > sr:   # > 1 s: not the same recording
-    raise DataError(src_path, f"not synchronised with {bin_path.name}: "
-                              f"{source.shape[0]} vs {binaural.shape[1]} samples")
+    check_synchronised(bin_path, src_path)
 
   # Both splits: poses of the requested one, normalisation over both.
   per_split = {}
@@ -233,6 +264,7 @@ def load(root: os.PathLike | str | None, scene: int | str | os.PathLike, split: 
         raise DataError(pos_path, f"source_position of scene {scene_id!r} must be "
                                   f"3 numbers, found {sp!r}") from None
 
+  _resample_notices((bin_path, src_path), sr)
   return SceneData(
       binaural=np.stack(b_clips) / norm,
       source=np.stack(s_clips) / norm,

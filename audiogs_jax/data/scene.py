@@ -57,6 +57,8 @@ __all__ = [
 
 #: A track whose RMS is below this is considered silent.
 SILENCE_RMS = 1e-8
+#: A WAV with at least this fraction of subnormal samples is refused as not audio.
+SUBNORMAL_FRACTION = 0.01
 #: Tolerance of the rigid-transform check (orthonormality, det, last row).
 RIGID_TOL = 1e-3
 
@@ -154,7 +156,8 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 
 
 def read_wav(path: os.PathLike | str, *, channels: int | None, sample_rate: int | None,
-             resample_audio: bool = True, check_silence: bool = True) -> np.ndarray:
+             resample_audio: bool = True, check_silence: bool = True,
+             notice: bool = True) -> np.ndarray:
   """Read a WAV file and check it.
 
   Args:
@@ -164,11 +167,14 @@ def read_wav(path: os.PathLike | str, *, channels: int | None, sample_rate: int 
     resample_audio: when the file's rate differs, resample to ``sample_rate``
       (True) or raise a DataError naming both rates (False).
     check_silence: reject a channel whose RMS is below ``SILENCE_RMS``.
+    notice: say on stderr (one line) when the file is resampled.
   Returns:
     [channels, T] float32.
   Raises:
     DataError: missing/unreadable file, wrong channel count, NaN/Inf samples,
-      a silent channel, a sample-rate mismatch with ``resample_audio=False``.
+      subnormal samples (``SUBNORMAL_FRACTION`` of them or more; fewer are
+      set to 0), a silent channel, a sample-rate mismatch with
+      ``resample_audio=False``.
   """
   import soundfile as sf
 
@@ -189,6 +195,16 @@ def read_wav(path: os.PathLike | str, *, channels: int | None, sample_rate: int 
     c, i = np.argwhere(bad)[0]
     raise DataError(path, f"{int(bad.sum())} NaN/Inf sample(s) "
                           f"(first at channel {c}, sample {i})")
+  # Subnormal floats (0 < |x| < 1.2e-38, far below any audio): a few, as a float
+  # fade-out may leave, are flushed to zero; many mean the data is not audio.
+  sub = (x != 0) & (np.abs(x) < np.finfo(np.float32).tiny)
+  if sub.any():
+    if sub.mean() >= SUBNORMAL_FRACTION:
+      c, i = np.argwhere(sub)[0]
+      raise DataError(path, f"{int(sub.sum())} subnormal sample(s) (0 < |x| < "
+                            f"{np.finfo(np.float32).tiny:.3g}, first at channel {c}, "
+                            f"sample {i}): not audio (corrupt or uninitialised data?)")
+    x = np.where(sub, 0.0, x)
   if check_silence:
     rms = np.sqrt(np.mean(x * x, axis=1))
     for c, r in enumerate(rms):
@@ -199,6 +215,9 @@ def read_wav(path: os.PathLike | str, *, channels: int | None, sample_rate: int 
     if not resample_audio:
       raise DataError(path, f"sample rate is {sr} Hz, expected {sample_rate} Hz "
                             f"(pass resample=True to resample)")
+    if notice:
+      import sys
+      print(f"note: {path}: {sr} Hz, resampled to {sample_rate} Hz", file=sys.stderr)
     return resample(x, sr, sample_rate)
   return x.astype(np.float32)
 

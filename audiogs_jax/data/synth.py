@@ -1069,7 +1069,7 @@ def generate_scene(out_root: os.PathLike | str, *, scene: str = "1",
   positions_json[str(scene)] = {"source_position": source_scaled.tolist()}
   _write_json_atomic(pos_path, dict(sorted(positions_json.items())))
   if progress:
-    print(f"wrote {scene_dir} ({seconds} frames, {len(images)} image sources, "
+    print(f"simulated scene {scene} ({seconds} frames, {len(images)} image sources, "
           f"RT60 measured {rt60_measured:.3f} s) in {time.perf_counter() - t_start:.1f} s",
           file=sys.stderr)
   return scene_dir
