@@ -47,7 +47,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -249,12 +249,15 @@ class Streamer:
   """A trained model ready to stream: jitted ``step(state, block, pose)``.
 
   ``norm_factor`` is the scene's normalisation (the model works on
-  ``recording / norm_factor``); ``meta`` the checkpoint's meta.
+  ``recording / norm_factor``); ``meta`` the checkpoint's meta; ``model`` and
+  ``params`` the trained model and its parameters (for figures).
   """
   sp: render_lib.Planes
   config: StreamConfig
   norm_factor: float = 1.0
   meta: dict = dataclasses.field(default_factory=dict)
+  model: Any = None
+  params: Any = None
 
   def __post_init__(self):
     # The stream parameters are closed over (compile-time constants): per call
@@ -295,8 +298,8 @@ def load_streamer(workdir, *, which: str = "latest", scene: Optional[str] = None
                      gain_mode=gain_mode, frame_stride=int(frame_stride))
   sp = stream_params(model.name, params, cfg)
   return Streamer(sp=sp, config=cfg, norm_factor=float(meta.get("norm_factor", 1.0)),
-                  meta=dict(meta, config_name=str(config.name), model=model.name,
-                            workdir=str(workdir), train_config=config))
+                  meta=dict(meta, train_config=config, workdir=str(workdir)),
+                  model=model, params=params)
 
 
 def _finite(x, name: str) -> float:
