@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import sys
 import time
 
 import numpy as np
@@ -220,7 +221,11 @@ class Session:
                           "source": self.app.source_name})
     tasks = [asyncio.create_task(self._send_loop()), asyncio.create_task(self._receive())]
     try:
-      await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+      done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+      for t in done:
+        e = t.exception()
+        if e is not None and not _is_disconnect(e):
+          print(f"listen: a session ended on {type(e).__name__}: {e}", file=sys.stderr)
     finally:
       for t in tasks:
         t.cancel()
@@ -229,3 +234,10 @@ class Session:
           await t
         except (asyncio.CancelledError, Exception):  # a send after the close is expected
           pass
+
+
+def _is_disconnect(e: BaseException) -> bool:
+  """The page went away (closed, reloaded, lost its network) while sending."""
+  from starlette.websockets import WebSocketDisconnect
+  return isinstance(e, (WebSocketDisconnect, ConnectionError)) or \
+      type(e).__name__ in ("ClientDisconnected", "LocalProtocolError")

@@ -303,6 +303,8 @@ async function main() {
   L.scene = await (await fetch('/api/scene')).json();
   const [x, y, yaw] = L.scene.start;
   L.pose = {x, y, yaw};
+  canvas.width = Math.max(420, Math.min(900, window.innerWidth - 350));
+  canvas.height = Math.max(360, Math.min(760, window.innerHeight - 30));
   fitView();
   buildAB();
   connect();
