@@ -42,8 +42,8 @@ def _parser() -> argparse.ArgumentParser:
                  help="samples per streamed block, a multiple of the STFT hop (256)")
   p.add_argument("--gain-mode", default="gain_mean", choices=("gain_mean", "param_mean"),
                  help="how the per-frame model gives one gain per bin (audiogs_jax.stream)")
-  p.add_argument("--frame-stride", type=int, default=1,
-                 help="average every n-th frame's gains only (faster pose changes)")
+  p.add_argument("--frame-stride", type=int, default=4,
+                 help="average the gains of every n-th clip frame (4; 1: all frames)")
   return p
 
 

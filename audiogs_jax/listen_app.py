@@ -89,7 +89,7 @@ def _room(meta: dict, view: stream.TopView) -> Optional[list]:
 
 
 def load(workdirs, *, which="latest", scene=None, block=256, gain_mode="gain_mean",
-         frame_stride=1) -> ListenState:
+         frame_stride=4) -> ListenState:
   """Restore the models of ``workdirs`` (one or two) and the first one's scene."""
   from audiogs_jax import checkpoint as ckpt_lib
   from audiogs_jax import config as config_lib

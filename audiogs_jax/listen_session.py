@@ -218,7 +218,7 @@ class Session:
     """Serve until the page goes away; errors end this session only."""
     await self.ws.accept()
     await self.send_json({"type": "ready", "models": self.app.labels,
-                          "source": self.app.source_name})
+                          "source": self.app.source_name, "nearest": self.nearest})
     tasks = [asyncio.create_task(self._send_loop()), asyncio.create_task(self._receive())]
     try:
       done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

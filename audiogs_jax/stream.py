@@ -30,7 +30,7 @@ frame of the stream gets one gain per bin:
 - ``gain_mode="gain_mean"`` (default): the complex gains of the ``T x F``
   Gaussians rendered at the pose and averaged over the T frames: the clip
   renderer's gain, averaged in time. ``frame_stride = s`` averages every s-th
-  frame only (s times less work per pose change).
+  frame only (s times less work per pose change; default 4, ``1`` for all).
 - ``gain_mode="param_mean"``: the Gaussians of each bin averaged over the
   clip's frames once (positions, SH coefficients, decay exponents, SH frames
   re-orthonormalised; the learned phase by its circular mean), then rendered
@@ -84,7 +84,7 @@ class StreamConfig:
   render: render_lib.RenderConfig
   block: int = 256
   gain_mode: str = "gain_mean"
-  frame_stride: int = 1
+  frame_stride: int = 4
 
   def __post_init__(self):
     hop, n_fft = self.render.hop_length, self.render.n_fft
@@ -289,7 +289,7 @@ def _f32(x):
 
 def load_streamer(workdir, *, which: str = "latest", scene: Optional[str] = None,
                   block: int = 256, gain_mode: str = "gain_mean",
-                  frame_stride: int = 1) -> Streamer:
+                  frame_stride: int = 4) -> Streamer:
   """A ``Streamer`` of a training workdir (``evaluate.load_trained``).
   Raises ``CheckpointError``/``ConfigError`` for a bad workdir, ``StreamError``
   for a model that cannot stream."""

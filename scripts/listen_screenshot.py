@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     opts = webdriver.ChromeOptions()
     opts.binary_location = "/usr/bin/chromium"
     for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-              "--autoplay-policy=no-user-gesture-required", "--window-size=1080,660"):
+              "--autoplay-policy=no-user-gesture-required", "--window-size=1080,700"):
       opts.add_argument(a)
     driver = webdriver.Chrome(options=opts, service=Service("/usr/bin/chromedriver"))
     try:

@@ -4,7 +4,8 @@
 'use strict';
 
 const HEADER = 8;           // float32 values before the samples of a block
-const CREDITS = 4;          // blocks the page holds (the jitter buffer)
+// Blocks the page holds (the jitter buffer); ?buffer=N in the URL changes it.
+const CREDITS = Math.max(1, Math.min(16, Number(new URLSearchParams(location.search).get('buffer')) || 4));
 const KEEP = 1 << 15;       // samples kept per ear in window.listen.recent
 
 const L = window.listen = {
@@ -112,11 +113,12 @@ function head() {
 }
 
 // ------------------------------------------------------------------ pose input
-let dirty = true, dragging = false;
+let dirty = true, dragging = false, stale = true;  // pose to send; canvas to redraw
+L.redraw = () => { stale = true; };
 
 L.setPose = (x, y, yaw) => {
   L.pose = {x, y, yaw: yaw === undefined ? L.pose.yaw : yaw};
-  dirty = true;
+  dirty = stale = true;
 };
 
 function eventWorld(e) {
@@ -152,7 +154,7 @@ function frame() {  // at most one pose message per animation frame
     $('pose').textContent = `${L.pose.x.toFixed(2)}, ${L.pose.y.toFixed(2)}, ` +
         `${(L.pose.yaw * 180 / Math.PI).toFixed(0)}\u00b0`;
   }
-  if (L.scene) draw();
+  if (L.scene && stale) { stale = false; draw(); }
   requestAnimationFrame(frame);
 }
 
@@ -237,9 +239,10 @@ function connect() {
       L.stats.sourceName = m.name; L.stats.sourceId = m.id;
       $('source-name').textContent = `${m.name} (${m.seconds.toFixed(1)} s)`;
       if (m.notice) notice(`${m.name}: ${m.notice}`);
-    } else if (m.type === 'nearest') L.nearest = m.index;
+    } else if (m.type === 'nearest') { L.nearest = m.index; L.redraw(); }
     else if (m.type === 'ready') {
       L.stats.sourceName = m.source;
+      L.nearest = m.nearest; L.redraw();
       $('source-name').textContent = m.source;
     }
   };
@@ -269,7 +272,7 @@ $('start').addEventListener('click', startAudio);
 $('volume').addEventListener('input', (e) => { if (L.gain) L.gain.gain.value = Number(e.target.value); });
 
 function setOutput(output, model) {
-  L.output = output; L.model = model;
+  L.output = output; L.model = model; L.redraw();
   L.ws.send(JSON.stringify({type: 'output', output, model}));
 }
 L.setOutput = setOutput;
