@@ -160,7 +160,11 @@ function frame() {  // at most one pose message per animation frame
 
 // ------------------------------------------------------------------ audio
 async function startAudio() {
-  if (L.ctx) { await L.ctx.resume(); return; }
+  if (L.ctx) {
+    await L.ctx.resume();
+    $('start').textContent = L.ctx.state === 'running' ? 'Audio running' : 'Start audio';
+    return;
+  }
   const ctx = L.ctx = new AudioContext({sampleRate: L.scene.sample_rate,
                                        latencyHint: 'interactive'});
   await ctx.audioWorklet.addModule('/static/worklet.js');
