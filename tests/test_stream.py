@@ -187,3 +187,23 @@ def test_param_mean_averages_the_frames():
   b = stream.stream_gain(stream.stream_params("audiogs", g, cfg_p), pose, cfg_p)
   assert stream.stream_params("audiogs", g, cfg_p).xyz.shape == (3, 1, F)
   np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_bench_stream_rows():
+  """scripts/bench_stream.py runs (two blocks' worth of timing, no speed claims)."""
+  import pathlib
+  import sys
+  scripts = pathlib.Path(__file__).resolve().parents[1] / "scripts"
+  sys.path.insert(0, str(scripts))
+  try:
+    import bench_stream
+    rows = bench_stream.bench_stream(blocks=(256,), repeats=8, modes=(("gain_mean", 4),))
+  finally:
+    sys.path.remove(str(scripts))
+  assert [r["pose"] for r in rows] == ["moving", "still"]
+  for r in rows:
+    assert r["ms_per_block"] > 0 and r["realtime_factor"] > 0
+    lookahead = 1000.0 * (NFFT - HOP) / SR
+    assert r["latency_ms"] == pytest.approx(1000.0 * 256 / SR + lookahead + r["ms_per_block"],
+                                            abs=0.02)
+    assert r["gaussians_per_pose"] == 257 * 44   # 173 frames, every 4th
