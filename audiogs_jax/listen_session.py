@@ -135,8 +135,10 @@ class Session:
       try:
         pose = stream.pose_from_message(msg, self.view)
         seq = int(msg.get("seq", self.pose_seq + 1))
-      except (stream.PoseError, TypeError, ValueError) as e:
+      except stream.PoseError as e:
         return await self.error(str(e))
+      except (TypeError, ValueError, OverflowError):
+        return await self.error(f"pose message: seq must be an integer, got {msg['seq']!r}")
       self.pose, self.pose_seq = pose, seq
       near = self._nearest(float(msg["x"]), float(msg["y"]))
       if near != self.nearest:
@@ -152,7 +154,8 @@ class Session:
       self.wake.set()
     elif kind == "output":
       out, model = msg.get("output"), msg.get("model", self.model)
-      if out not in ("model", "recorded") or model not in range(len(self.app.models)):
+      if (out not in ("model", "recorded") or not isinstance(model, int)
+          or isinstance(model, bool) or not 0 <= model < len(self.app.models)):
         return await self.error(f"output message: output must be 'model' or 'recorded' "
                                 f"and model one of 0..{len(self.app.models) - 1}")
       self.output, self.model = out, model

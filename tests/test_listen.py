@@ -264,11 +264,14 @@ def test_bad_input_gets_messages_and_the_stream_goes_on(page, server, tmp_path):
   _drop(page, tmp_path / "notes.txt")
   _wait(page, "window.listen.stats.errors.some(e => e.includes('notes.txt: not an audio'))")
   for msg in ("'{not json'", "JSON.stringify({type: 'pose', seq: 999, x: 'left', y: 0, yaw: 0})",
-              "JSON.stringify({type: 'pose', x: 0, y: 0})", "JSON.stringify({type: 'dance'})"):
+              "JSON.stringify({type: 'pose', x: 0, y: 0})", "JSON.stringify({type: 'dance'})",
+              "'{\"type\": \"pose\", \"seq\": 1e999, \"x\": 0, \"y\": 0, \"yaw\": 0}'",
+              "JSON.stringify({type: 'output', output: 'model', model: 1.5})"):
     page.execute_script(f"window.listen.ws.send({msg});")
-  _wait(page, "window.listen.stats.errors.length >= 5")
+  _wait(page, "window.listen.stats.errors.length >= 7")
   errors = " | ".join(_js(page, "window.listen.stats.errors"))
-  for text in ("not JSON", "x must be a number", "lacks yaw", "unknown message type"):
+  for text in ("not JSON", "x must be a number", "lacks yaw", "unknown message type",
+               "seq must be an integer", "output message"):
     assert text in errors
   # A second client that disconnects mid-stream does not stop this one.
   page.execute_script("""const w = new WebSocket(window.listen.ws.url);
