@@ -106,6 +106,7 @@ class StreamConfig:
 
 @struct.dataclass
 class StreamState:
+  """What one block hands the next (module docstring)."""
   inbuf: jnp.ndarray    # [n_fft - hop] float32
   outbuf: jnp.ndarray   # [2, n_fft - hop] float32
   gain: jnp.ndarray     # [2, F] complex64, at ``pose``
@@ -277,7 +278,11 @@ class Streamer:
   def step(self, state: StreamState, block, pose):
     # Host numpy goes straight into the jitted call (cheaper than jnp.asarray
     # first: one transfer per argument inside the call, no eager conversion op).
-    return self._step(state, _f32(block), _f32(pose))
+    block, pose = _f32(block), _f32(pose)
+    if block.shape != (self.config.block,) or pose.shape != (4, 4):
+      raise StreamError(f"step takes a block of {self.config.block} samples and a 4x4 "
+                        f"pose, got shapes {block.shape} and {pose.shape}")
+    return self._step(state, block, pose)
 
   def scan(self, state: StreamState, blocks, poses):
     return self._scan(state, _f32(blocks), _f32(poses))

@@ -176,6 +176,9 @@ def test_bad_settings_and_models_are_refused():
     _config(gain_mode="median")
   with pytest.raises(stream.StreamError, match="U-Net"):
     stream.stream_params("audio3dgs_unet", None, _config())
+  s = _streamer(_grid(), _config())
+  with pytest.raises(stream.StreamError, match="block of 256 samples"):
+    s.step(s.init(np.eye(4)), np.zeros(100, np.float32), np.eye(4))
 
 
 def test_param_mean_averages_the_frames():
