@@ -47,6 +47,31 @@ def test_help_is_fast_and_bad_workdirs_exit_2(tmp_path):
   assert len(r.stderr.strip().splitlines()) == 1
 
 
+def test_cli_serves_the_page_and_scene(trained_workdir, subprocess_env):
+  """``python -m audiogs_jax.listen`` prints its URL and serves the page and scene."""
+  import urllib.request
+  proc = subprocess.Popen([sys.executable, "-m", "audiogs_jax.listen", "--workdir",
+                           str(trained_workdir), "--port", "0"], cwd=str(REPO),
+                          env=subprocess_env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  try:
+    line = proc.stdout.readline()
+    assert line.startswith("listening page: http://127.0.0.1:"), (line, proc.stderr.read())
+    url = line.split()[2]
+    page = urllib.request.urlopen(url, timeout=30).read().decode()
+    assert "<canvas id=\"scene\"" in page and "/static/listen.js" in page
+    js = urllib.request.urlopen(url + "static/worklet.js", timeout=30).read().decode()
+    assert "registerProcessor('block-player'" in js
+    scene = json.loads(urllib.request.urlopen(url + "api/scene", timeout=30).read())
+    assert scene["sample_rate"] == 22050 and scene["block"] == 256
+    assert scene["latency_ms"] == pytest.approx(1000 * 384 / 22050)
+    assert len(scene["poses"]) > 0 and scene["room"] is not None
+    assert len(scene["models"]) == 1 and len(scene["models"][0]["gaussians"]["x"]) > 100
+  finally:
+    proc.terminate()
+    proc.wait(30)
+
+
 def test_decode_audio(tmp_path):
   import soundfile as sf
   from audiogs_jax import listen_session as ls
