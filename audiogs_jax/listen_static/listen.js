@@ -109,7 +109,9 @@ function head() {
   g2.lineTo(x + 19 * c, y + 19 * s); g2.lineTo(x + 11 * c + 5 * s, y + 11 * s - 5 * c);
   g2.fillStyle = '#111'; g2.fill();
   g2.font = 'bold 10px sans-serif'; g2.textAlign = 'center'; g2.textBaseline = 'middle';
-  g2.fillText('L', x - 17 * s, y + 17 * c); g2.fillText('R', x + 17 * s, y - 17 * c);
+  // The head's left is the facing direction turned +90 degrees (world), i.e. on
+  // screen (y down) the vector (s, -c).
+  g2.fillText('L', x + 17 * s, y - 17 * c); g2.fillText('R', x - 17 * s, y + 17 * c);
 }
 
 // ------------------------------------------------------------------ pose input
