@@ -311,16 +311,6 @@ def load_streamer(workdir, *, which: str = "latest", scene: Optional[str] = None
                   model=model, params=params)
 
 
-def _finite(x, name: str) -> float:
-  try:
-    v = float(x)
-  except (TypeError, ValueError):
-    raise PoseError(f"pose message: {name} must be a number, got {x!r}") from None
-  if not math.isfinite(v):
-    raise PoseError(f"pose message: {name} must be finite, got {x!r}")
-  return v
-
-
 @dataclasses.dataclass(frozen=True)
 class TopView:
   """The scene seen from above: which world axis is up, the listener's height.
