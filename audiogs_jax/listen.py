@@ -102,6 +102,9 @@ def main(argv=None) -> int:
   host, port = sock.getsockname()[:2]
   shown = f"[{host}]" if ":" in host else host
   print(f"listening page: http://{shown}:{port}/  (Ctrl-C to stop)", flush=True)
+  if host not in ("127.0.0.1", "::1", "localhost"):
+    print(f"note: --host {args.host}: the page and its audio are reachable from other "
+          f"machines on the network", file=sys.stderr, flush=True)
   listen_app.serve(app_state, sock)
   return 0
 
