@@ -210,3 +210,25 @@ def test_bench_stream_rows():
     assert r["latency_ms"] == pytest.approx(1000.0 * 256 / SR + lookahead + r["ms_per_block"],
                                             abs=0.02)
     assert r["gaussians_per_pose"] == 257 * 44   # 173 frames, every 4th
+
+
+def test_stream_of_a_frame_invariant_model_is_the_clip_renderer():
+  """Gaussians equal in every frame (different per bin): the clip renderer's
+  waveform (``render.render_waveform``) and the streamed clip agree away from
+  the clip's edges, so the stream is the clip renderer wherever the model does
+  not depend on the frame."""
+  length = 63 * HOP
+  frames = length // HOP + 1
+  one = _grid(spread=0.3, frames=1, phase=0.4)                  # [.., 1, F]
+  grid = jax.tree.map(lambda a: jnp.repeat(a, frames, axis=-2) if a.ndim >= 2 else a, one)
+  cfg = _config()
+  pose = VIEW.pose(0.4, -0.3, 0.7)
+  x = np.random.default_rng(3).standard_normal(length).astype(np.float32)
+  clip = np.asarray(render_lib.render_waveform(grid, jnp.asarray(pose), dsp.stft(x),
+                                               cfg.render, length=length))
+  sp = stream.stream_params("audiogs", grid, cfg)
+  streamed = np.asarray(stream.stream_clips(sp, jnp.asarray(x[None]), jnp.asarray(pose[None]),
+                                            cfg))[0]
+  lo, hi = NFFT, length - NFFT
+  assert np.max(np.abs(clip[:, lo:hi])) > 1e-2
+  np.testing.assert_allclose(streamed[:, lo:hi], clip[:, lo:hi], atol=2e-5, rtol=0)
