@@ -4,6 +4,13 @@
     python scripts/bench.py --quick              # fewer repeats
     python scripts/bench.py --out bench.json
     python scripts/bench.py --scaling [--quick]  # train step vs devices, batch, clip length
+    python scripts/bench.py --stream [--stream-workdir DIR]   # streaming step only
+
+``stream``: the streaming renderer's step (``audiogs_jax.stream``) per block
+size and gain mode, with a still and a moving pose: ms per block, real-time
+factor and pose-to-ear latency (block + STFT look-ahead + render); with
+``--stream-workdir``, MAG of the streamed validation clips against the clip
+renderer's (``scripts/bench_stream.py``). Included in the default run.
 
 Render: one 1-s binaural clip at 22050 Hz (F = 257, T = 173, N = 44,461
 Gaussians), batches of 1 and 32 poses, after compilation; the time includes the
@@ -351,8 +358,15 @@ def main(argv=None) -> int:
   p.add_argument("--out", default=None, help="also write the JSON here")
   p.add_argument("--no-train", action="store_true", help="render only")
   p.add_argument("--no-audio3dgs", action="store_true", help="skip the U-Net model")
+  p.add_argument("--stream", action="store_true", help="only: the streaming step")
+  p.add_argument("--no-stream", action="store_true", help="skip the streaming step")
+  p.add_argument("--stream-workdir", default=None,
+                 help="also: MAG of streamed vs clip-rendered validation clips of this "
+                      "trained workdir")
   args = p.parse_args(argv)
   reps = 5 if args.quick else 20
+  if args.stream:
+    return _emit(_stream_section(args), args.out)
   if args.scaling:
     result = bench_scaling(_ints(args.devices), _ints(args.batches),
                            [float(v) for v in args.seconds.split(",") if v],
@@ -375,10 +389,26 @@ def main(argv=None) -> int:
       result["render"].append(a3)
     except ImportError as e:
       result["audio3dgs"] = f"skipped: {e}"
+  if not args.no_stream:
+    result.update(_stream_section(args))
+  return _emit(result, args.out)
+
+
+def _stream_section(args) -> dict:
+  sys.path.insert(0, str(ROOT / "scripts"))
+  import bench_stream
+  runtime.tune_host_allocator()
+  out = {"stream": bench_stream.bench_stream(repeats=100 if args.quick else 400)}
+  if args.stream_workdir:
+    out["stream_mag"] = bench_stream.stream_mag(args.stream_workdir)
+  return out
+
+
+def _emit(result: dict, out) -> int:
   text = json.dumps(result, indent=2)
   print(text)
-  if args.out:
-    pathlib.Path(args.out).write_text(text)
+  if out:
+    pathlib.Path(out).write_text(text)
   return 0
 
 
