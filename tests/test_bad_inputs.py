@@ -202,6 +202,11 @@ def _malformed_config_case(c: Ctx) -> list:
 
 # ----------------------------------------------------------------------------- the matrix
 
+def _text(path):
+  path.write_text("not a SOFA file")
+  return path
+
+
 T, E, R, S = train.main, evaluate.main, render_cli.main, synth.main
 NAN = float("nan")
 
@@ -395,6 +400,16 @@ CASES: list[tuple[str, Callable, Callable[[Ctx], list], tuple]] = [
     ("evaluate-bad-choice", E, lambda c: ["--workdir", str(c.tiny), "--checkpoint", "worst"],
      ("--checkpoint", "'worst'")),
     # --- data.synth
+    ("synth-seconds-text", S, lambda c: ["--out", str(c.root / "rel"), "--seconds", "five"],
+     ("--seconds", "'five'")),
+    ("synth-unknown-ears", S, lambda c: ["--out", str(c.root / "rel"), "--ears", "elf"],
+     ("--ears", "'elf'")),
+    ("synth-hrtf-missing", S, lambda c: ["--out", str(c.root / "rel"), "--seconds", "2",
+                                         "--hrtf", str(c.root / "head.sofa"), "--quiet"],
+     ("head.sofa", "no such HRTF file")),
+    ("synth-hrtf-not-sofa", S, lambda c: ["--out", str(c.root / "rel"), "--seconds", "2",
+                                          "--hrtf", str(_text(c.root / "h.sofa")), "--quiet"],
+     ("h.sofa", "SOFA")),
     ("synth-zero-seconds", S, lambda c: ["--out", str(c.root / "rel"), "--seconds", "0",
                                          "--quiet"], ("seconds",)),
     ("synth-missing-signal", S, lambda c: ["--out", str(c.root / "rel"), "--signal",

@@ -1146,6 +1146,13 @@ def _floats(n: int):
   return parse
 
 
+class _Parser(argparse.ArgumentParser):
+  """Usage errors as one line on stderr, exit status 2 (no usage dump)."""
+
+  def error(self, message: str):
+    self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
   """Shows defaults, except None/False ones (the help text says what happens)."""
 
@@ -1156,10 +1163,10 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
+  p = _Parser(
       prog="python -m audiogs_jax.data.synth",
-      description="Simulate a binaural scene (shoebox room, image sources, spherical-head "
-                  "shadow) and write it in the RWAVS layout: OUT/<scene>/binaural_syn_re.wav, "
+      description="Simulate a binaural scene (shoebox room, image sources heard through "
+                  "the MIT KEMAR HRIRs, or another SOFA head) and write it in the RWAVS layout: OUT/<scene>/binaural_syn_re.wav, "
                   "source_syn_re.wav, transforms_scale_{train,val}.json, "
                   "transforms_{train,val}.json, scene_meta.json and OUT/position.json.",
       formatter_class=_HelpFormatter)
