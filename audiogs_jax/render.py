@@ -257,9 +257,11 @@ WOODWORTH_MAX_LATERAL = 0.999
 
 
 def woodworth(s):
-  """``(asin(s) + s, d/ds)`` of the lateral components ``s`` (clipped to +-0.999)."""
+  """``(asin(s) + s, d/ds)`` of the lateral components ``s``, clipped to +-0.999 (the
+  derivative is 0 where clipped, as autodiff of the clip gives)."""
+  inside = jnp.abs(s) < WOODWORTH_MAX_LATERAL
   s = jnp.clip(s, -WOODWORTH_MAX_LATERAL, WOODWORTH_MAX_LATERAL)
-  return jnp.arcsin(s) + s, 1.0 / jnp.sqrt(1.0 - s * s) + 1.0
+  return jnp.arcsin(s) + s, jnp.where(inside, 1.0 / jnp.sqrt(1.0 - s * s) + 1.0, 0.0)
 
 
 def itd_path(r, rc, px, config: RenderConfig):
