@@ -83,7 +83,8 @@ def train_parser() -> argparse.ArgumentParser:
 def evaluate_parser() -> argparse.ArgumentParser:
   p = _Parser(
       prog="python -m audiogs_jax.evaluate",
-      description="Evaluate a trained workdir: metrics (MAG, ENV, LRE, RTE, DPAM) of the "
+      description="Evaluate a trained workdir: metrics (MAG, ENV, LRE, RTE, ITD, IPD, ILD, "
+                  "DPAM) of the "
                   "model beside the four baselines, per-clip CSV, WAV pairs, figures. "
                   "Written to WORKDIR/eval/<split>/ (the latest checkpoint) or "
                   "WORKDIR/eval/<split>_best/ (--checkpoint best).",

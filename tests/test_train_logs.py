@@ -11,22 +11,12 @@ import pathlib
 import shlex
 import shutil
 import signal
-import struct
 
 import pytest
 
 from audiogs_jax import checkpoint as ckpt_lib
 from audiogs_jax import train
-
-
-def _tfrecords(path: pathlib.Path):
-  data = path.read_bytes()
-  i = 0
-  while i < len(data):
-    (n,) = struct.unpack("<Q", data[i:i + 8])
-    yield data[i + 12:i + 12 + n]
-    i += 12 + n + 4
-  assert i == len(data), "truncated event file"
+from test_train import _tfrecords
 
 
 def tb_scalars(workdir: pathlib.Path) -> dict:
