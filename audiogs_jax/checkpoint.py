@@ -27,6 +27,7 @@ from typing import Any, Optional
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
 
 __all__ = ["Checkpointer", "CheckpointError"]
 
@@ -156,3 +157,11 @@ def check_model(meta: dict, model_name: str, where,
 def has_checkpoint(workdir) -> bool:
   d = pathlib.Path(workdir) / "checkpoints"
   return d.is_dir() and any(p.name.isdigit() for p in d.iterdir())
+
+
+def quiet_absl() -> None:
+  """Keep absl's (orbax's) INFO/WARNING log lines off the console: a resume
+  after a kill makes orbax warn about the temporary folders it cleans up,
+  which is expected, not the user's business. Errors still show."""
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  absl_logging.set_stderrthreshold(absl_logging.ERROR)

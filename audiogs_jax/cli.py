@@ -16,8 +16,10 @@ import argparse
 import sys
 from typing import NoReturn, Optional, Sequence
 
+from audiogs_jax import config as config_lib
+
 __all__ = ["train_parser", "evaluate_parser", "render_parser", "preparse", "fail",
-           "one_line", "user_errors", "quiet_absl", "TRAJECTORY_HELP"]
+           "one_line", "TRAJECTORY_HELP"]
 
 TRAJECTORY_HELP = """\
 trajectory file (JSON): keyframes {"time": seconds, "pose": 16 numbers (a 4x4
@@ -144,7 +146,6 @@ def preparse(entry: str, argv: Optional[Sequence[str]] = None) -> None:
   argv = list(sys.argv[1:] if argv is None else argv)
   rest = argv
   if entry == "train":
-    from audiogs_jax import config as config_lib
     try:
       _, rest = config_lib.parse_config_args(argv)
     except config_lib.ConfigError as e:
@@ -161,23 +162,3 @@ def fail(msg) -> NoReturn:
   """``error: msg`` on stderr (one line) and exit status 2."""
   print(f"error: {one_line(msg)}", file=sys.stderr)
   raise SystemExit(2)
-
-
-def user_errors() -> tuple:
-  """The exception classes that mean bad input (one line, exit 2), not a bug."""
-  from audiogs_jax import checkpoint as ckpt_lib
-  from audiogs_jax import config as config_lib
-  from audiogs_jax.data.scene import DataError
-  return (DataError, config_lib.ConfigError, ckpt_lib.CheckpointError)
-
-
-def quiet_absl() -> None:
-  """Keep absl's (orbax's) INFO/WARNING log lines off the console: a resume
-  after a kill makes orbax warn about the temporary folders it cleans up,
-  which is expected, not the user's business. Errors still show."""
-  try:
-    from absl import logging as absl_logging
-  except ImportError:
-    return
-  absl_logging.set_verbosity(absl_logging.ERROR)
-  absl_logging.set_stderrthreshold(absl_logging.ERROR)

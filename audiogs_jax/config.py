@@ -24,12 +24,13 @@ from typing import Sequence
 import ml_collections
 
 __all__ = ["ConfigError", "load_config_file", "apply_overrides", "parse_config_args",
-           "save_config", "load_saved_config", "default_config_path", "check_config",
+           "save_config", "load_saved_config", "default_config_path", "check_config", "migrate",
            "CONFIG_DIR", "CONFIG_FORMAT", "DATA_KINDS"]
 
 #: Version of the saved ``config.json`` layout (its ``_format`` field); a file
-#: written by a newer version of the code is refused rather than misread.
-CONFIG_FORMAT = 1
+#: written by a newer version of the code is refused rather than misread, an
+#: older one is converted (``migrate``).
+CONFIG_FORMAT = 2
 #: The readers ``config.data.kind`` may name (``audiogs_jax.dataset.load_split``).
 DATA_KINDS = ("synthetic", "rwavs", "replay_nvas")
 #: Fields that shape the learning-rate schedule of the whole run.
@@ -225,7 +226,42 @@ def load_saved_config(path) -> ml_collections.ConfigDict:
   for group in ("data", "model", "train"):
     if not isinstance(data.get(group), dict):
       raise ConfigError(f"{path}: not a training config (no {group!r} section)")
-  return ml_collections.ConfigDict(_tuplify(data))
+  return ml_collections.ConfigDict(_tuplify(migrate(data, fmt)))
+
+
+#: Format 1 kept every model's fields in ``model`` and AudioGS's loss weights in
+#: ``loss``; format 2 gives each model its own sub-config ``model.<name>``.
+_V1_SHARED = ("name", "n_fft", "hop_length")
+_V1_AUDIO3DGS = ("unet_width", "unet_levels", "max_norm", "compute_dtype", "head_radius",
+                 "init_spread")
+_V1_LOSS = ("mag_weight", "log_mag_weight", "phase_weight", "frame_tie_weight")
+
+
+def migrate(data: dict, fmt: int) -> dict:
+  """A saved config (JSON object) of format ``fmt`` in the current layout.
+
+  Format 1 -> 2: ``model.<field>`` moves to ``model.audiogs.<field>`` (and, for
+  Audio 3DGS's fields, to ``model.audio3dgs_unet.<field>``), ``loss.<weight>`` to
+  ``model.audiogs.<weight>``; the unused ``loss.env_weight`` and
+  ``eval.checkpoint`` are dropped. Values are kept as they were.
+  """
+  if fmt >= 2:
+    return data
+  data = dict(data)
+  old = dict(data["model"])
+  model = {k: old.pop(k) for k in _V1_SHARED if k in old}
+  model["audio3dgs_unet"] = {k: old[k] for k in _V1_AUDIO3DGS if k in old}
+  for k in ("unet_width", "unet_levels", "max_norm", "compute_dtype"):
+    old.pop(k, None)
+  loss = dict(data.pop("loss", {}))
+  # Fields added within format 1 mean, when absent, what they meant before them.
+  model["audiogs"] = {"itd_model": "straight", "init_position": "listeners",
+                      "frame_tie_weight": 0.0, **old,
+                      **{k: loss[k] for k in _V1_LOSS if k in loss}}
+  data["model"] = model
+  if isinstance(data.get("eval"), dict):
+    data["eval"] = {k: v for k, v in data["eval"].items() if k != "checkpoint"}
+  return data
 
 
 def _tuplify(x):

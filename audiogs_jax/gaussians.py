@@ -1,8 +1,14 @@
-"""The Audio Gaussian parameter pytree.
+"""The Audio Gaussian parameter pytrees.
 
 One Gaussian per time-frequency bin: for a grid of F frequency bins and T frames
 there are N = F * T Gaussians and bin (f, t) <-> index ``f * T + t``
-(method.md, "Shared representation").
+(method.md, "Shared representation"). Two layouts of the same fields:
+
+- ``Gaussians``: a list of N points, fields ``[N, ...]`` (method.md's layout;
+  Audio 3DGS's points, which carry a rotation).
+- ``GaussianGrid``: AudioGS's parameters, the same fields on the ``[T, F]`` grid,
+  coordinate-major (``[..., T, F]``), which the renderer reads with contiguous
+  vectorised loads. ``to_grid`` / ``from_grid`` convert losslessly.
 
 | field       | shape                | meaning                                              |
 |-------------|----------------------|------------------------------------------------------|
@@ -137,11 +143,7 @@ def init_gaussians(key: jax.Array, num_freqs: int, num_frames: int, *,
 
 @struct.dataclass
 class GaussianGrid:
-  """The same parameters as ``Gaussians``, laid out frames-major on the grid.
-
-  Field for field the values of ``Gaussians`` (nothing is constrained or
-  dropped), with the Gaussian axis N = F * T split into ``[T, F]`` and moved
-  last, fields coordinate-major:
+  """AudioGS's parameters: the fields of ``Gaussians`` on the grid, frames-major.
 
   | field     | shape          | ``Gaussians`` equivalent         |
   |-----------|----------------|----------------------------------|
@@ -149,19 +151,14 @@ class GaussianGrid:
   | sh        | [E, K, T, F]   | sh [E, N, K]                     |
   | decay     | [T, F]         | decay [N]                        |
   | phase     | [2, T, F]      | phase [2, N]                     |
-  | rotation  | [4, T, F]      | rotation [N, 4]                  |
   | log_scale | []             | log_scale []                     |
 
-  This is the layout the training state keeps: the renderer reads it with
-  contiguous, vectorised loads, whereas from ``[N, ...]`` fields XLA fuses a
-  strided re-layout into every pose's loop (2-3x slower steps on CPU).
-  ``to_grid`` / ``from_grid`` convert losslessly.
+  AudioGS Gaussians carry no rotation (their SH are read in the head frame).
   """
   xyz: jnp.ndarray
   sh: jnp.ndarray
   decay: jnp.ndarray
   phase: Optional[jnp.ndarray] = None
-  rotation: Optional[jnp.ndarray] = None
   log_scale: Optional[jnp.ndarray] = None
 
   @property
@@ -178,17 +175,17 @@ class GaussianGrid:
 
 
 def to_grid(g: Gaussians, num_freqs: int) -> GaussianGrid:
-  """``Gaussians`` -> ``GaussianGrid`` for F = ``num_freqs`` bins."""
+  """``Gaussians`` (without rotations) -> ``GaussianGrid`` for F = ``num_freqs`` bins."""
   n = g.xyz.shape[0]
   if n % num_freqs:
     raise ValueError(f"{n} Gaussians is not a multiple of {num_freqs} frequency bins")
+  if g.rotation is not None:
+    raise ValueError("GaussianGrid holds no rotations; these Gaussians carry some")
   t = n // num_freqs
   tf = lambda a: jnp.swapaxes(a.reshape(a.shape[:-1] + (num_freqs, t)), -1, -2)
   return GaussianGrid(
       xyz=tf(g.xyz.T), sh=tf(jnp.moveaxis(g.sh, -1, 1)), decay=tf(g.decay),
-      phase=None if g.phase is None else tf(g.phase),
-      rotation=None if g.rotation is None else tf(g.rotation.T),
-      log_scale=g.log_scale)
+      phase=None if g.phase is None else tf(g.phase), log_scale=g.log_scale)
 
 
 def from_grid(grid: GaussianGrid) -> Gaussians:
@@ -196,6 +193,4 @@ def from_grid(grid: GaussianGrid) -> Gaussians:
   ft = lambda a: jnp.swapaxes(a, -1, -2).reshape(a.shape[:-2] + (-1,))
   return Gaussians(
       xyz=ft(grid.xyz).T, sh=jnp.moveaxis(ft(grid.sh), 1, -1), decay=ft(grid.decay),
-      phase=None if grid.phase is None else ft(grid.phase),
-      rotation=None if grid.rotation is None else ft(grid.rotation).T,
-      log_scale=grid.log_scale)
+      phase=None if grid.phase is None else ft(grid.phase), log_scale=grid.log_scale)

@@ -14,8 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
-    "rotation", "translation", "ear_positions", "to_head_frame", "ear_vectors",
-    "distance_and_direction", "yaw_pose", "rotate_pose_yaw", "quat_to_rotmat",
+    "rotation", "translation", "ear_positions", "to_head_frame", "head_frame_planes",
+    "ear_vectors", "distance_and_direction", "yaw_pose", "rotate_pose_yaw",
+    "quat_to_rotmat",
 ]
 
 
@@ -61,27 +62,49 @@ def to_head_frame(points: jnp.ndarray, pose: jnp.ndarray) -> jnp.ndarray:
   return jnp.einsum("...nj,...jk->...nk", points - c[..., None, :], r)
 
 
-def ear_vectors(points_head: jnp.ndarray, head_radius) -> jnp.ndarray:
+def head_frame_planes(xyz: jnp.ndarray, poses: jnp.ndarray, scale) -> list:
+  """Head-frame positions, in metres, of points laid out as coordinate planes.
+
+  Args:
+    xyz: ``[3, ...]`` world positions (scene units), one plane per axis.
+    poses: ``[B, 4, 4]`` head-to-world.
+    scale: scalar, metres per scene unit.
+
+  Returns:
+    ``[px, py, pz]``, each ``[B, ...]``: ``s R_b^T (x - c_b)`` (x right, y up,
+    z backward). Written per axis so that it fuses into one elementwise loop.
+  """
+  rot = poses[:, :3, :3] * scale                              # [B, 3, 3]
+  c = poses[:, :3, 3]                                          # [B, 3]
+  bc = lambda a: a.reshape(a.shape + (1,) * (xyz.ndim - 1))    # [B] -> [B, 1, ...]
+  d = [xyz[j][None] - bc(c[:, j]) for j in range(3)]
+  return [bc(rot[:, 0, k]) * d[0] + bc(rot[:, 1, k]) * d[1] + bc(rot[:, 2, k]) * d[2]
+          for k in range(3)]
+
+
+def ear_vectors(p: list, head_radius: float) -> tuple:
   """Head-frame vectors from each ear to each point.
 
   Args:
-    points_head: ``[..., N, 3]`` positions in the head frame.
-    head_radius: scalar (same units).
+    p: ``[px, py, pz]``, each ``[B, ...]``, head-frame positions.
+    head_radius: the ears sit at ``x = -a`` (ear 0, left) and ``x = +a`` (right).
 
   Returns:
-    ``[..., 2, N, 3]``: ear 0 (left, at x = -a) and ear 1 (right, at x = +a).
+    ``(vx, vy, vz)``: ``vx`` ``[B, 2, ...]``; ``vy``, ``vz`` ``[B, 1, ...]``
+    (the same for both ears; they broadcast against ``vx``).
   """
-  a = jnp.asarray(head_radius, points_head.dtype)
-  shift = jnp.stack([jnp.stack([a, 0.0 * a, 0.0 * a]),
-                     jnp.stack([-a, 0.0 * a, 0.0 * a])])   # [2, 3]
-  return points_head[..., None, :, :] + shift[:, None, :]
+  px, py, pz = p
+  ear_x = jnp.asarray([-head_radius, head_radius], px.dtype)
+  ear_x = ear_x.reshape((1, 2) + (1,) * (px.ndim - 1))
+  return px[:, None] - ear_x, py[:, None], pz[:, None]
 
 
-def distance_and_direction(v: jnp.ndarray, eps: float = 1e-9):
-  """Norms and unit directions of vectors ``[..., 3]`` -> (``[...]``, ``[..., 3]``)."""
-  r2 = jnp.sum(v * v, axis=-1)
-  inv = jnp.where(r2 > eps * eps, 1.0 / jnp.sqrt(jnp.maximum(r2, eps * eps)), 0.0)
-  return r2 * inv, v * inv[..., None]
+def distance_and_direction(vx, vy, vz) -> tuple:
+  """``(r, (ux, uy, uz))``: norms and unit directions of vectors given by their
+  components (any broadcastable shapes); ``r`` is floored at 1e-9."""
+  r = jnp.sqrt(jnp.maximum(vx * vx + vy * vy + vz * vz, 1e-18))
+  inv_r = 1.0 / r
+  return r, (vx * inv_r, vy * inv_r, vz * inv_r)
 
 
 def quat_to_rotmat(q: jnp.ndarray) -> jnp.ndarray:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 __all__ = ["C0", "C1", "C2", "C3", "num_coeffs", "degree_of", "basis_terms", "sh_basis",
-           "eval_sh"]
+           "expand"]
 
 C0 = 0.28209479177387814
 C1 = 0.4886025119029199
@@ -82,16 +82,20 @@ def sh_basis(dirs: jnp.ndarray, degree: int) -> jnp.ndarray:
   return jnp.stack(terms, axis=-1)
 
 
-def eval_sh(coeffs: jnp.ndarray, dirs: jnp.ndarray) -> jnp.ndarray:
-  """Evaluate an SH expansion: ``sum_k coeffs[..., k] * Y_k(dirs)``.
+def expand(coeffs: jnp.ndarray, x, y, z) -> jnp.ndarray:
+  """An SH expansion at unit directions given by their components.
 
   Args:
-    coeffs: ``[..., K]`` with K in (1, 4, 9, 16).
-    dirs: ``[..., 3]`` unit vectors, broadcastable against ``coeffs[..., 0]``.
+    coeffs: ``[E, K, ...]`` coefficients (E fields: 1 shared or 2 per ear).
+    x, y, z: ``[..., E', ...]`` direction components, broadcastable against
+      ``coeffs[:, k]`` (the renderer passes ``[B, 2, T, F]`` against
+      ``[E, T, F]``).
 
   Returns:
-    ``[...]`` (the broadcast of the two leading shapes).
+    ``sum_k coeffs[:, k] * Y_k(x, y, z)``, the broadcast shape.
   """
-  degree = degree_of(coeffs.shape[-1])
-  basis = sh_basis(dirs, degree)
-  return jnp.sum(coeffs * basis, axis=-1)
+  terms = basis_terms(x, y, z, degree_of(coeffs.shape[1]))
+  out = coeffs[:, 0] * terms[0]
+  for k in range(1, len(terms)):  # K <= 16 terms, unrolled at trace time
+    out = out + coeffs[:, k] * terms[k]
+  return out

@@ -32,14 +32,15 @@ frame of the stream gets one gain per bin:
   renderer's gain, averaged in time. ``frame_stride = s`` averages every s-th
   frame only (s times less work per pose change; default 4, ``1`` for all).
 - ``gain_mode="param_mean"``: the Gaussians of each bin averaged over the
-  clip's frames once (positions, SH coefficients, decay exponents, SH frames
-  re-orthonormalised; the learned phase by its circular mean), then rendered
+  clip's frames once (positions, SH coefficients, decay exponents; the learned
+  phase by its circular mean), then rendered
   at the pose: F Gaussians per pose change, but the average of the positions
   is not where the frames' Gaussians are, so near them it is a different field.
 
 Audio 3DGS cannot stream: its U-Net maps the magnitude spectrogram of a whole
 clip (every frame to every frame through its receptive field), so a block of a
-few frames has no defined output; ``stream_params`` raises ``StreamError``.
+few frames has no defined output; ``load_streamer`` raises ``StreamError``
+with the model's reason (``RenderModel.no_stream``).
 """
 
 from __future__ import annotations
@@ -55,7 +56,10 @@ import numpy as np
 from flax import struct
 
 from audiogs_jax import dsp
-from audiogs_jax import render as render_lib
+from audiogs_jax import renderer
+from audiogs_jax import workdir as workdir_lib
+from audiogs_jax.gaussians import GaussianGrid
+from audiogs_jax.renderer import Fields, formula
 
 __all__ = ["StreamError", "PoseError", "StreamConfig", "StreamState", "stream_params",
            "stream_gain", "init_state", "step", "render_trajectory", "stream_clips",
@@ -81,7 +85,7 @@ class StreamConfig:
   ``gain_mode`` and ``frame_stride``: how a per-frame model gives one gain per
   bin (module docs).
   """
-  render: render_lib.RenderConfig
+  render: renderer.RenderConfig
   block: int = 256
   gain_mode: str = "gain_mean"
   frame_stride: int = 4
@@ -118,54 +122,35 @@ def latency_samples(config: StreamConfig) -> int:
   return config.render.n_fft - config.render.hop_length
 
 
-def _mean_planes(p: render_lib.Planes) -> render_lib.Planes:
-  """Planes ``[..., T, F]`` averaged over T (kept as a length-1 axis)."""
+def _mean_fields(f: Fields) -> Fields:
+  """Fields ``[..., T, F]`` averaged over T (kept as a length-1 axis); the phase
+  as the angle of the mean unit phasor."""
   mean = lambda a: None if a is None else jnp.mean(a, axis=-2, keepdims=True)
   phase = None
-  if p.phase is not None:
-    phase = jnp.angle(jnp.mean(jnp.exp(1j * p.phase), axis=-2, keepdims=True))
-  rot = None
-  if p.rot is not None:  # mean rotation, projected back onto SO(3) per bin
-    m = jnp.moveaxis(jnp.mean(p.rot, axis=-2), (0, 1), (-2, -1))       # [F, 3, 3]
-    u, _, vt = jnp.linalg.svd(m)
-    d = jnp.sign(jnp.linalg.det(u @ vt))
-    u = u.at[..., :, -1].multiply(d[:, None])
-    rot = jnp.moveaxis(u @ vt, (-2, -1), (0, 1))[:, :, None, :]        # [3, 3, 1, F]
-  return render_lib.Planes(xyz=mean(p.xyz), coeffs=mean(p.coeffs), expo=mean(p.expo),
-                           phase=phase, rot=rot, scale=p.scale)
+  if f.phase is not None:
+    phase = jnp.angle(jnp.mean(jnp.exp(1j * f.phase), axis=-2, keepdims=True))
+  return Fields(xyz=mean(f.xyz), coeffs=mean(f.coeffs), expo=mean(f.expo), phase=phase,
+                scale=f.scale)
 
 
-def stream_params(model_name: str, params, config: StreamConfig) -> render_lib.Planes:
-  """The parameters ``step`` reads, from a trained model's parameters.
-
-  AudioGS: ``Planes`` ``[..., T', F]`` (``gain_mode="gain_mean"``, every
-  ``frame_stride``-th frame) or their frame mean ``[..., 1, F]``
-  (``"param_mean"``). Raises ``StreamError`` for a
-  model that cannot stream (Audio 3DGS's U-Net; see the module docstring).
-  """
-  if model_name == "audio3dgs_unet":
-    raise StreamError(
-        "Audio 3DGS (audio3dgs_unet) cannot stream: its U-Net maps the magnitude "
-        "spectrogram of a whole clip at once (each output frame depends on every "
-        "frame of the clip), so a block of a few frames has no defined output; "
-        "render whole sources with python -m audiogs_jax.render instead")
-  if model_name != "audiogs":
-    raise StreamError(f"model {model_name!r} has no streaming renderer (only audiogs)")
-  planes = render_lib.to_planes(params, config.render)
+def stream_params(params: "GaussianGrid | Fields", config: StreamConfig) -> Fields:
+  """The fields ``step`` reads, from AudioGS parameters (or their
+  ``renderer.fields``): every ``frame_stride``-th frame ``[..., T', F]``
+  (``gain_mode="gain_mean"``) or their frame mean ``[..., 1, F]`` (``"param_mean"``)."""
+  f = params if isinstance(params, Fields) else renderer.fields(params, config.render)
   if config.gain_mode == "param_mean":
-    planes = _mean_planes(planes)
+    f = _mean_fields(f)
   elif config.frame_stride > 1:
-    planes = jax.tree.map(lambda a: a[..., ::config.frame_stride, :] if a.ndim >= 2 else a,
-                          planes)
-  return jax.tree.map(jnp.asarray, planes)
+    f = jax.tree.map(lambda a: a[..., ::config.frame_stride, :] if a.ndim >= 2 else a, f)
+  return jax.tree.map(jnp.asarray, f)
 
 
-def stream_gain(sp: render_lib.Planes, pose: jnp.ndarray, config: StreamConfig):
+def stream_gain(sp: Fields, pose: jnp.ndarray, config: StreamConfig):
   """Complex gains ``[2, F]`` of the stream at one pose ``[4, 4]``."""
-  return jnp.mean(render_lib.gains_planes(sp, pose, config.render), axis=-2)
+  return jnp.mean(formula.gains(sp, pose[None], config.render)[0], axis=-2)
 
 
-def init_state(sp: render_lib.Planes, pose, config: StreamConfig) -> StreamState:
+def init_state(sp: Fields, pose, config: StreamConfig) -> StreamState:
   """Silence in both buffers; the gain of ``pose`` (no fade-in from zero)."""
   n = latency_samples(config)
   pose = jnp.asarray(pose, jnp.float32)
@@ -181,7 +166,7 @@ def _inv_wss(window: str, win_length: Optional[int], n_fft: int, hop: int) -> np
   return (1.0 / w2.reshape(n_fft // hop, hop).sum(axis=0)).astype(np.float32)
 
 
-def step(sp: render_lib.Planes, state: StreamState, block: jnp.ndarray, pose: jnp.ndarray,
+def step(sp: Fields, state: StreamState, block: jnp.ndarray, pose: jnp.ndarray,
          config: StreamConfig):
   """One block: ``(state, block [B], pose [4, 4]) -> (state, out [2, B])``.
 
@@ -253,7 +238,7 @@ class Streamer:
   ``recording / norm_factor``); ``meta`` the checkpoint's meta; ``model`` and
   ``params`` the trained model and its parameters (for figures).
   """
-  sp: render_lib.Planes
+  sp: Fields
   config: StreamConfig
   norm_factor: float = 1.0
   meta: dict = dataclasses.field(default_factory=dict)
@@ -295,18 +280,17 @@ def _f32(x):
 def load_streamer(workdir, *, which: str = "latest", scene: Optional[str] = None,
                   block: int = 256, gain_mode: str = "gain_mean",
                   frame_stride: int = 4) -> Streamer:
-  """A ``Streamer`` of a training workdir (``evaluate.load_trained``).
+  """A ``Streamer`` of a training workdir (``workdir.load_trained``).
   Raises ``CheckpointError``/``ConfigError`` for a bad workdir, ``StreamError``
-  for a model that cannot stream."""
-  from audiogs_jax import evaluate
-  from audiogs_jax.models import audiogs as audiogs_model
-  config, model, params, meta = evaluate.load_trained(workdir, which, scene=scene)
-  if model.name != "audiogs":
-    stream_params(model.name, params, None)  # raises the model's reason
-  cfg = StreamConfig(render=audiogs_model.render_config(config), block=int(block),
-                     gain_mode=gain_mode, frame_stride=int(frame_stride))
-  sp = stream_params(model.name, params, cfg)
-  return Streamer(sp=sp, config=cfg, norm_factor=float(meta.get("norm_factor", 1.0)),
+  for a model that cannot stream (its ``RenderModel.no_stream`` says why)."""
+  config, model, params, meta = workdir_lib.load_trained(workdir, which, scene=scene)
+  if model.stream_fields is None:
+    raise StreamError(model.no_stream or f"model {model.name!r} has no streaming renderer")
+  fields, render_config = model.stream_fields(params, config)
+  cfg = StreamConfig(render=render_config, block=int(block), gain_mode=gain_mode,
+                     frame_stride=int(frame_stride))
+  return Streamer(sp=stream_params(fields, cfg), config=cfg,
+                  norm_factor=float(meta.get("norm_factor", 1.0)),
                   meta=dict(meta, train_config=config, workdir=str(workdir)),
                   model=model, params=params)
 

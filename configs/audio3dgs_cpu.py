@@ -15,7 +15,7 @@ def get_config():
   c = load_config_file(pathlib.Path(__file__).with_name("audio3dgs_unet.py"))
   c.name = "audio3dgs_cpu"
   c.workdir = "runs/audio3dgs_cpu"
-  c.model.unet_width = 8
+  c.model.audio3dgs_unet.unet_width = 8
   c.train.batch_size = 2
   c.train.steps = 1000
   c.train.eval_every = 500

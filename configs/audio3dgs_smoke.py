@@ -10,7 +10,6 @@ def get_config():
   c.name = "audio3dgs_smoke"
   c.workdir = "runs/audio3dgs_smoke"
   c.model.name = "audio3dgs_unet"
-  c.model.unet_width = 4
-  c.model.unet_levels = 4
-  c.loss.phase_weight = 0.0
+  c.model.audio3dgs_unet.unet_width = 4
+  c.model.audio3dgs_unet.unet_levels = 4
   return c

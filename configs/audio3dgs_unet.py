@@ -17,10 +17,9 @@ def get_config():
   c.name = "audio3dgs_unet"
   c.workdir = "runs/audio3dgs_unet"
   c.model.name = "audio3dgs_unet"
-  c.model.unet_width = 64
-  c.model.unet_levels = 4
-  c.model.init_spread = 0.3
-  c.loss.phase_weight = 0.0
+  c.model.audio3dgs_unet.unet_width = 64
+  c.model.audio3dgs_unet.unet_levels = 4
+  c.model.audio3dgs_unet.init_spread = 0.3
   c.train.batch_size = 4
   c.train.steps = 2000
   c.train.lr.network = 1e-3

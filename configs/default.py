@@ -8,6 +8,9 @@ Every other config starts from this one and changes a few fields.
 
 import ml_collections
 
+from audiogs_jax.models import audio3dgs_model
+from audiogs_jax.models import audiogs
+
 
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
@@ -40,43 +43,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.synth.ears = "kemar"        # kemar (packaged MIT KEMAR HRIRs) | cardioid
   c.data.synth.hrtf = ""             # a SimpleFreeFieldHRIR .sofa file (overrides ears)
 
-  # --- model -------------------------------------------------------------
+  # --- model ------------------------------------------------------------
+  # Shared: the model's name and the STFT both models render in. Each model's own
+  # fields are its sub-config, with its defaults (models/<model>.default_config).
   c.model = ml_collections.ConfigDict()
   c.model.name = "audiogs"           # audiogs | audio3dgs_unet
-  c.model.sh_degree = 2
-  c.model.dual_sh = True
-  c.model.activation = "relu"
-  c.model.use_attenuation = True
-  c.model.use_sh_directionality = True
-  c.model.use_phase_correction = True
-  c.model.itd_model = "woodworth"    # woodworth (spherical head) | straight (ear points)
-  c.model.use_learned_phase = True
-  c.model.content_mode = False
-  c.model.init_position = "itd"      # itd (source estimated from ITDs) | listeners (centroid)
-  c.model.init_spread = 0.05         # scene units around init_position
-  c.model.init_gain = 1.0
-  c.model.head_radius = 0.0875       # metres
-  c.model.speed_of_sound = 343.0
-  c.model.r0 = 1.0
-  c.model.r_min = 0.1
-  c.model.learn_scale = True         # learn log metres-per-unit
-  c.model.metres_per_unit = 0.0      # 0: from the scene's metadata, else 5.0
-  c.model.fast_math = True
   c.model.n_fft = 512
   c.model.hop_length = 128
-  # Audio 3DGS (model.name == audio3dgs_unet)
-  c.model.unet_width = 64
-  c.model.unet_levels = 4
-  c.model.max_norm = 25.0
-  c.model.compute_dtype = "float32"
-
-  # --- loss --------------------------------------------------------------
-  c.loss = ml_collections.ConfigDict()
-  c.loss.mag_weight = 1.0
-  c.loss.log_mag_weight = 0.0
-  c.loss.phase_weight = 0.1
-  c.loss.env_weight = 0.0
-  c.loss.frame_tie_weight = 0.0      # AudioGS: pull each bin's T frames together (losses.frame_tie)
+  c.model.audiogs = audiogs.default_config()
+  c.model.audio3dgs_unet = audio3dgs_model.default_config()
 
   # --- optimisation ------------------------------------------------------
   c.train = ml_collections.ConfigDict()
@@ -106,7 +81,6 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.num_wavs = 4
   c.eval.num_figures = 3
   c.eval.dpam = True                 # used only when the dpam extra is installed
-  c.eval.checkpoint = "latest"       # latest | best
 
   # --- devices (audiogs_jax.parallel) -------------------------------------
   c.mesh = ml_collections.ConfigDict()

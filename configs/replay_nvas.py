@@ -23,7 +23,7 @@ def get_config():
   c.data.eval_split = "test"
   # Test clips share content with training clips (other cameras): Audio 3DGS's
   # content mode is the published protocol there.
-  c.model.content_mode = False
-  c.model.metres_per_unit = 1.0
+  c.model.audiogs.content_mode = False
+  c.model.audiogs.metres_per_unit = 1.0
   c.model.hop_length = 128
   return c

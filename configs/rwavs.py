@@ -19,10 +19,10 @@ def get_config():
   c.data.clip = "centered"
   c.data.sample_rate = 22050
   c.data.clip_seconds = 1.0
-  c.model.metres_per_unit = 0.0      # unknown for RWAVS: learned from 5.0 m/unit
+  c.model.audiogs.metres_per_unit = 0.0      # unknown for RWAVS: learned from 5.0 m/unit
   c.train.steps = 1500
   # Pull each frequency bin's per-frame Gaussians together (losses.frame_tie).
   # On a simulated 150-s RWAVS-layout speech scene it takes validation
   # mag_avnerf from 0.881 (loses to Mono-Energy's 0.880) to 0.828 (wins); see README.
-  c.loss.frame_tie_weight = 10.0
+  c.model.audiogs.frame_tie_weight = 10.0
   return c

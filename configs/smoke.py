@@ -22,5 +22,5 @@ def get_config():
   c.eval.num_wavs = 1
   c.eval.num_figures = 1
   c.eval.dpam = False
-  c.model.unet_width = 4
+  c.model.audio3dgs_unet.unet_width = 4
   return c

@@ -9,26 +9,50 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import ml_collections
+import numpy as np
 
-from audiogs_jax import runtime
+from audiogs_jax import dsp
 from audiogs_jax.gaussians import Gaussians
-from audiogs_jax.models import RenderModel, SceneInfo, register
 from audiogs_jax.models import audio3dgs as a3
+from audiogs_jax.models.base import RenderModel, SceneInfo, fields_of
+
+NAME = "audio3dgs_unet"
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Audio 3DGS's config fields (``config.model.audio3dgs_unet``) and defaults."""
+  c = ml_collections.ConfigDict()
+  c.unet_width = 64
+  c.unet_levels = 4
+  c.max_norm = 25.0
+  c.compute_dtype = "float32"
+  c.head_radius = 0.0875              # metres
+  c.init_spread = 0.05                # scene units around the listeners' centroid
+  return c
 
 
 def model_config(config) -> a3.Audio3DGSConfig:
-  m = config.model
+  m = fields_of(config, NAME)
   return a3.Audio3DGSConfig(
-      sample_rate=int(config.data.sample_rate), n_fft=int(m.n_fft),
-      hop_length=int(m.hop_length), max_norm=float(m.max_norm),
+      sample_rate=int(config.data.sample_rate), n_fft=int(config.model.n_fft),
+      hop_length=int(config.model.hop_length), max_norm=float(m.max_norm),
       unet_width=int(m.unet_width), unet_levels=int(m.unet_levels),
       compute_dtype=str(m.compute_dtype), head_radius=float(m.head_radius))
+
+
+def scene_extras(scene, config) -> dict:
+  """``source_mag``: the mean source magnitude ``[F, T]`` over the training clips
+  (the points' degree-0 coefficients start from it)."""
+  s = np.asarray(dsp.stft(jnp.asarray(scene.source), n_fft=int(config.model.n_fft),
+                          hop_length=int(config.model.hop_length)))
+  return {"source_mag": np.mean(np.abs(s), axis=0).astype(np.float32)}
 
 
 def init(key, scene: SceneInfo, config) -> a3.Audio3DGSParams:
   return a3.init_params(key, scene.num_freqs, scene.num_frames, config=model_config(config),
                         source_mag=scene.source_mag, center=scene.center,
-                        spread=float(config.model.init_spread))
+                        spread=float(fields_of(config, NAME).init_spread))
 
 
 def render(params, poses, source_tf, config):
@@ -68,7 +92,11 @@ def gaussian_axes(params: a3.Audio3DGSParams):
   return a3.Audio3DGSParams(points=points, unet=jax.tree.map(lambda _: None, params.unet))
 
 
-register(RenderModel(name="audio3dgs_unet", init=init, render=render, loss=loss,
-                     labels=labels, positions=positions, energy=energy,
-                     gaussian_axes=gaussian_axes,
-                     compiler_options=runtime.conv_compiler_options))
+MODEL = RenderModel(
+    name=NAME, label="Audio 3DGS (U-Net)", init=init, render=render, loss=loss,
+    labels=labels, positions=positions, energy=energy, default_config=default_config,
+    scene_extras=scene_extras, gaussian_axes=gaussian_axes, convolutional=True,
+    no_stream="Audio 3DGS (audio3dgs_unet) cannot stream: its U-Net maps the magnitude "
+              "spectrogram of a whole clip at once (each output frame depends on every "
+              "frame of the clip), so a block of a few frames has no defined output; "
+              "render whole sources with python -m audiogs_jax.render instead")

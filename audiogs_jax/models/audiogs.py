@@ -1,59 +1,104 @@
-"""AudioGS as a ``RenderModel``: the explicit renderer of ``audiogs_jax.render``."""
+"""AudioGS as a ``RenderModel``: the explicit renderer of ``audiogs_jax.renderer``.
+
+Its config fields are ``config.model.audiogs`` (``default_config``); the STFT
+(``config.model.n_fft``, ``hop_length``) and the sample rate are shared.
+"""
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
+from audiogs_jax import localize
 from audiogs_jax import losses
-from audiogs_jax import render as render_lib
+from audiogs_jax import renderer
 from audiogs_jax.gaussians import GaussianGrid, from_grid, init_gaussians, to_grid
-from audiogs_jax.models import RenderModel, SceneInfo, register
+from audiogs_jax.models.base import RenderModel, SceneInfo, fields_of
 
+NAME = "audiogs"
 DEFAULT_METRES_PER_UNIT = 5.0
 
 
-def render_config(config) -> render_lib.RenderConfig:
+def default_config() -> ml_collections.ConfigDict:
+  """AudioGS's config fields (``config.model.audiogs``) and their defaults."""
+  c = ml_collections.ConfigDict()
+  c.sh_degree = 2
+  c.dual_sh = True
+  c.activation = "relu"               # relu | softplus
+  c.use_attenuation = True
+  c.use_sh_directionality = True
+  c.use_phase_correction = True
+  c.itd_model = "woodworth"           # woodworth (spherical head) | straight (ear points)
+  c.use_learned_phase = True
+  c.content_mode = False
+  c.init_position = "itd"             # itd (source estimated from ITDs) | listeners (centroid)
+  c.init_spread = 0.05                # scene units around init_position
+  c.init_gain = 1.0
+  c.head_radius = 0.0875              # metres
+  c.speed_of_sound = 343.0
+  c.r0 = 1.0
+  c.r_min = 0.1
+  c.learn_scale = True                # learn log metres-per-unit
+  c.metres_per_unit = 0.0             # 0: from the scene's metadata, else 5.0
+  c.fast_math = True                  # polynomial transcendentals where the backend gains
+  # Loss: mag_weight * |Y| L2 + log_mag_weight * log|Y| L1 + phase_weight * IPD
+  # + frame_tie_weight * (pull each bin's T frames together, losses.frame_tie).
+  c.mag_weight = 1.0
+  c.log_mag_weight = 0.0
+  c.phase_weight = 0.1
+  c.frame_tie_weight = 0.0
+  return c
+
+
+def render_config(config) -> renderer.RenderConfig:
   """``RenderConfig`` from a full config (``config.model`` and ``config.data``)."""
-  m = config.model
-  return render_lib.RenderConfig(
-      sample_rate=int(config.data.sample_rate), n_fft=int(m.n_fft),
-      hop_length=int(m.hop_length), head_radius=float(m.head_radius),
+  m = fields_of(config, NAME)
+  return renderer.RenderConfig(
+      sample_rate=int(config.data.sample_rate), n_fft=int(config.model.n_fft),
+      hop_length=int(config.model.hop_length), head_radius=float(m.head_radius),
       speed_of_sound=float(m.speed_of_sound), r0=float(m.r0), r_min=float(m.r_min),
       activation=str(m.activation), use_attenuation=bool(m.use_attenuation),
       use_sh_directionality=bool(m.use_sh_directionality),
-      use_phase_correction=bool(m.use_phase_correction),
-      itd_model=str(m.get("itd_model", "straight")),
+      use_phase_correction=bool(m.use_phase_correction), itd_model=str(m.itd_model),
       use_learned_phase=bool(m.use_learned_phase), dual_sh=bool(m.dual_sh),
       content_mode=bool(m.content_mode), fast_math=bool(m.fast_math),
       metres_per_unit=float(m.metres_per_unit or DEFAULT_METRES_PER_UNIT))
 
 
 def metres_per_unit(scene: SceneInfo, config) -> float:
-  if config.model.metres_per_unit:
-    return float(config.model.metres_per_unit)
+  m = fields_of(config, NAME)
+  if m.metres_per_unit:
+    return float(m.metres_per_unit)
   if scene.metres_per_unit:
     return float(scene.metres_per_unit)
   return DEFAULT_METRES_PER_UNIT
 
 
-def _init_center(scene: SceneInfo, config) -> tuple:
-  """Where the Gaussians start: the listeners' centroid, or (``model.init_position
-  = "itd"``) the source position estimated from the training clips' interaural
-  times (``localize.estimate_source``), so that the geometric phase correction starts
-  with the source's interaural time at every pose."""
-  where = config.model.get("init_position", "listeners")
-  if where == "itd" and scene.source_estimate is not None:
-    return tuple(scene.source_estimate)
+def scene_extras(scene, config) -> dict:
+  """``source_estimate``: the source located from the training clips' interaural
+  times (``localize.estimate_source``), when ``init_position = "itd"``."""
+  where = fields_of(config, NAME).init_position
   if where not in ("itd", "listeners"):
-    raise ValueError(f"model.init_position must be listeners or itd, got {where!r}")
+    raise ValueError(f"model.audiogs.init_position must be listeners or itd, got {where!r}")
+  if where != "itd":
+    return {}
+  est = localize.estimate_source(scene.poses, scene.binaural, scene.sample_rate)
+  return {"source_estimate": tuple(float(v) for v in est)}
+
+
+def _init_center(scene: SceneInfo, config) -> tuple:
+  """Where the Gaussians start: the estimated source position (so that the
+  geometric phase correction starts with the source's interaural time at every
+  pose), else the listeners' centroid."""
+  if fields_of(config, NAME).init_position == "itd" and scene.source_estimate is not None:
+    return tuple(scene.source_estimate)
   return scene.center
 
 
 def init(key, scene: SceneInfo, config) -> GaussianGrid:
-  """Initial parameters in the grid layout (see ``gaussians.GaussianGrid``)."""
-  m = config.model
+  """Initial parameters in the grid layout (``gaussians.GaussianGrid``)."""
+  m = fields_of(config, NAME)
   mpu = metres_per_unit(scene, config)
   g = init_gaussians(
       key, scene.num_freqs, scene.num_frames, sh_degree=int(m.sh_degree),
@@ -65,17 +110,17 @@ def init(key, scene: SceneInfo, config) -> GaussianGrid:
 
 
 def render(params: GaussianGrid, poses, source_tf, config):
-  return render_lib.render_batch_tf(params, poses, source_tf, render_config(config))
+  return renderer.render(params, poses, source_tf, render_config(config))
 
 
 def loss(params, pred_tf, target_tf, source_tf, config):
+  """The weighted AudioGS loss and its parts (``config.model.audiogs.*_weight``)."""
   del source_tf
-  w = config.loss
+  w = fields_of(config, NAME)
   parts = {"mag": losses.magnitude_l2(pred_tf, target_tf)}
   total = w.mag_weight * parts["mag"]
-  if w.get("frame_tie_weight", 0.0):
-    parts["frame_tie"] = losses.frame_tie(
-        (params.xyz, params.sh, params.decay, params.phase))
+  if w.frame_tie_weight:
+    parts["frame_tie"] = losses.frame_tie((params.xyz, params.sh, params.decay, params.phase))
     total = total + w.frame_tie_weight * parts["frame_tie"]
   if w.log_mag_weight:
     parts["log_mag"] = losses.log_magnitude_l1(pred_tf, target_tf)
@@ -86,12 +131,20 @@ def loss(params, pred_tf, target_tf, source_tf, config):
   return total, parts
 
 
+def _optional(params: GaussianGrid, value):
+  return GaussianGrid(xyz=value("xyz"), sh=value("sh"), decay=value("decay"),
+                      phase=None if params.phase is None else value("phase"),
+                      log_scale=None if params.log_scale is None else value("log_scale"))
+
+
 def labels(params: GaussianGrid):
-  return GaussianGrid(
-      xyz="xyz", sh="sh", decay="decay",
-      phase=None if params.phase is None else "phase",
-      rotation=None if params.rotation is None else "rotation",
-      log_scale=None if params.log_scale is None else "log_scale")
+  return _optional(params, lambda name: name)
+
+
+def gaussian_axes(params: GaussianGrid):
+  """The frames axis (-2 of ``[..., T, F]``) of every grid field; None for the
+  scalar ``log_scale``."""
+  return _optional(params, lambda name: None if name == "log_scale" else -2)
 
 
 def positions(params: GaussianGrid):
@@ -104,14 +157,13 @@ def energy(params: GaussianGrid):
   return jnp.mean(jnp.abs(from_grid(params).sh[..., 0]), axis=0)
 
 
-def gaussian_axes(params: GaussianGrid):
-  """The frames axis (-2 of ``[..., T, F]``) of every grid field; None for the
-  scalar ``log_scale``."""
-  opt = lambda x: None if x is None else -2
-  return GaussianGrid(xyz=-2, sh=-2, decay=-2, phase=opt(params.phase),
-                      rotation=opt(params.rotation), log_scale=None)
+def stream_fields(params: GaussianGrid, config):
+  """``(renderer.Fields, RenderConfig)`` for the streaming renderer."""
+  rc = render_config(config)
+  return renderer.fields(params, rc), rc
 
 
-register(RenderModel(name="audiogs", init=init, render=render, loss=loss,
-                     labels=labels, positions=positions, energy=energy,
-                     gaussian_axes=gaussian_axes))
+MODEL = RenderModel(name=NAME, label="AudioGS", init=init, render=render, loss=loss,
+                    labels=labels, positions=positions, energy=energy,
+                    default_config=default_config, scene_extras=scene_extras,
+                    gaussian_axes=gaussian_axes, stream_fields=stream_fields)

@@ -1,19 +1,4 @@
-"""``python -m audiogs_jax.listen --workdir DIR``: walk through a learned sound field by ear.
-
-Starts a local web server (``127.0.0.1`` unless ``--host`` is given) and prints
-the URL of the listening page. The page draws the scene from above (the room
-outline when known, the training poses, the Gaussians coloured by energy, the
-source when its position is known); drag the listener, turn the head with the
-mouse wheel or the arrow keys, and hear what the model renders there: the
-server renders block by block (``audiogs_jax.stream``) with the pose the page
-sent last and streams the blocks over a WebSocket into an AudioWorklet. The
-source is the scene's recording, or a WAV dropped on the page. A/B: the model
-against the recorded clip of the nearest training pose, and model A against
-model B when two workdirs are given.
-
-The page (``listen_static/``: HTML, JS, CSS) ships in the package: no build
-step, nothing fetched from elsewhere.
-"""
+"""The command line of ``python -m audiogs_jax.listen``, checked without JAX."""
 
 from __future__ import annotations
 
@@ -22,7 +7,7 @@ import pathlib
 import socket
 import sys
 
-__all__ = ["main", "check_workdir"]
+__all__ = ["prepare", "announce", "check_workdir", "bind"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,7 +46,7 @@ def check_workdir(path: str) -> str:
   return None
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int) -> socket.socket:
   family = socket.AF_INET6 if ":" in host else socket.AF_INET
   sock = socket.socket(family, socket.SOCK_STREAM)
   sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -71,43 +56,35 @@ def _bind(host: str, port: int) -> socket.socket:
   return sock
 
 
-def main(argv=None) -> int:
+def prepare(argv=None):
+  """``(args, sock)``: the parsed arguments and the bound listening socket; a bad
+  argument prints one ``error:`` line and exits with status 2 (before JAX loads)."""
   args = _parser().parse_args(argv)
   if len(args.workdir) > 2:
-    print("error: --workdir: give one or two workdirs", file=sys.stderr)
-    return 2
+    _fail("--workdir: give one or two workdirs")
   for w in args.workdir:
     problem = check_workdir(w)
     if problem:
-      print(f"error: {problem}", file=sys.stderr)
-      return 2
+      _fail(problem)
   if not 0 <= args.port <= 65535:
-    print(f"error: --port {args.port}: not a TCP port (0-65535)", file=sys.stderr)
-    return 2
+    _fail(f"--port {args.port}: not a TCP port (0-65535)")
   try:
-    sock = _bind(args.host, args.port)
+    sock = bind(args.host, args.port)
   except OSError as e:
-    print(f"error: --host {args.host} --port {args.port}: cannot listen there ({e.strerror})",
-          file=sys.stderr)
-    return 2
+    _fail(f"--host {args.host} --port {args.port}: cannot listen there ({e.strerror})")
+  return args, sock
 
-  from audiogs_jax import listen_app  # JAX and the models load here, after the checks
-  try:
-    app_state = listen_app.load(args.workdir, which=args.checkpoint, scene=args.scene,
-                                block=args.block, gain_mode=args.gain_mode,
-                                frame_stride=args.frame_stride)
-  except listen_app.LoadError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+
+def _fail(msg: str):
+  print(f"error: {msg}", file=sys.stderr)
+  raise SystemExit(2)
+
+
+def announce(args, sock) -> None:
+  """Print the page's URL (and a note when it is reachable from other machines)."""
   host, port = sock.getsockname()[:2]
   shown = f"[{host}]" if ":" in host else host
   print(f"listening page: http://{shown}:{port}/  (Ctrl-C to stop)", flush=True)
   if host not in ("127.0.0.1", "::1", "localhost"):
     print(f"note: --host {args.host}: the page and its audio are reachable from other "
           f"machines on the network", file=sys.stderr, flush=True)
-  listen_app.serve(app_state, sock)
-  return 0
-
-
-if __name__ == "__main__":
-  sys.exit(main())

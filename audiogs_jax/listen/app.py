@@ -4,7 +4,7 @@
 scene (training poses and clips, the source recording, the room and source
 when known); ``make_app(state)`` is the Starlette app: ``/`` the page,
 ``/static/*`` its files, ``/api/scene`` the scene as JSON, ``/ws`` the audio
-socket (protocol in ``listen_session``). ``serve(state, sock)`` runs it with
+socket (protocol in ``listen.session``). ``serve(state, sock)`` runs it with
 uvicorn on an already bound socket.
 """
 
@@ -15,12 +15,22 @@ import pathlib
 from typing import Optional
 
 import numpy as np
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 
+from audiogs_jax import checkpoint as ckpt_lib
+from audiogs_jax import config as config_lib
+from audiogs_jax import dataset
 from audiogs_jax import stream
+from audiogs_jax.data.scene import DataError
+from audiogs_jax.listen import session
 
 __all__ = ["LoadError", "ListenState", "load", "make_app", "serve", "STATIC"]
 
-STATIC = pathlib.Path(__file__).resolve().parent / "listen_static"
+STATIC = pathlib.Path(__file__).resolve().parent / "static"
 MAX_POINTS = 3000        # Gaussians drawn per model
 
 
@@ -44,7 +54,7 @@ class ListenState:
 
 
 def _label(streamer, workdir: str, i: int, n: int) -> str:
-  name = {"audiogs": "AudioGS"}.get(streamer.model.name, streamer.model.name)
+  name = streamer.model.label
   tag = f"{'AB'[i]}: " if n > 1 else ""
   return f"{tag}{name} ({pathlib.Path(workdir).name})"
 
@@ -91,10 +101,6 @@ def _room(meta: dict, view: stream.TopView) -> Optional[list]:
 def load(workdirs, *, which="latest", scene=None, block=256, gain_mode="gain_mean",
          frame_stride=4) -> ListenState:
   """Restore the models of ``workdirs`` (one or two) and the first one's scene."""
-  from audiogs_jax import checkpoint as ckpt_lib
-  from audiogs_jax import config as config_lib
-  from audiogs_jax import dataset
-  from audiogs_jax.data.scene import DataError
   models = []
   for w in workdirs:
     try:
@@ -143,11 +149,6 @@ def load(workdirs, *, which="latest", scene=None, block=256, gain_mode="gain_mea
 
 def make_app(state: ListenState):
   """The Starlette app serving ``state``."""
-  from starlette.applications import Starlette
-  from starlette.responses import FileResponse, JSONResponse, Response
-  from starlette.routing import Mount, Route, WebSocketRoute
-  from starlette.staticfiles import StaticFiles
-  from audiogs_jax import listen_session
 
   async def index(request):
     return FileResponse(STATIC / "index.html")
@@ -159,7 +160,7 @@ def make_app(state: ListenState):
     return Response(status_code=204)
 
   async def ws(websocket):
-    await listen_session.Session(state, websocket).run()
+    await session.Session(state, websocket).run()
 
   return Starlette(routes=[
       Route("/", index), Route("/api/scene", scene), Route("/favicon.ico", favicon),
@@ -169,7 +170,6 @@ def make_app(state: ListenState):
 
 def serve(state: ListenState, sock) -> None:
   """Run the app with uvicorn on the bound socket until interrupted."""
-  import uvicorn
   config = uvicorn.Config(make_app(state), log_level="warning", ws="wsproto",
                           ws_max_size=64 * 2**20, lifespan="off")
   uvicorn.Server(config).run(sockets=[sock])

@@ -29,8 +29,11 @@ import sys
 import time
 
 import numpy as np
+import soundfile as sf
+from starlette.websockets import WebSocketDisconnect
 
 from audiogs_jax import stream
+from audiogs_jax.data.scene import resample
 
 __all__ = ["Session", "decode_audio", "AudioError"]
 
@@ -44,8 +47,6 @@ class AudioError(ValueError):
 def decode_audio(data: bytes, name: str, sample_rate: int) -> tuple:
   """``(mono float32 [S], notice or None)`` of an audio file's bytes,
   resampled to ``sample_rate``. Raises ``AudioError`` naming the file."""
-  import soundfile as sf
-  from audiogs_jax.data.scene import resample
   if not data:
     raise AudioError(f"{name}: empty file")
   try:
@@ -195,7 +196,6 @@ class Session:
     await self._announce(name, notice)
 
   async def _receive(self) -> None:
-    from starlette.websockets import WebSocketDisconnect
     try:
       while True:
         msg = await self.ws.receive()
@@ -241,6 +241,5 @@ class Session:
 
 def _is_disconnect(e: BaseException) -> bool:
   """The page went away (closed, reloaded, lost its network) while sending."""
-  from starlette.websockets import WebSocketDisconnect
   return isinstance(e, (WebSocketDisconnect, ConnectionError)) or \
       type(e).__name__ in ("ClientDisconnected", "LocalProtocolError")
