@@ -19,7 +19,11 @@ import pathlib
 import sys
 from typing import Optional, Sequence
 
-__all__ = ["CompareError", "load_summary", "combine", "format_comparison", "main"]
+from audiogs_jax import config
+from audiogs_jax import tables
+
+__all__ = ["CompareError", "load_summary", "combine", "format_comparison", "compare_workdirs",
+           "main"]
 
 
 class CompareError(ValueError):
@@ -94,21 +98,16 @@ def combine(summaries: Sequence[dict], names: Sequence[str], *, rtol: float = 1e
     if labels.count(label) > 1:
       label = f"{label} ({n})"
     rows.append((label, s["model"]))
-  from audiogs_jax.evaluate import METHOD_LABELS
-  rows += [(METHOD_LABELS.get(k, k), v) for k, v in first["baselines"].items()]
+  rows += tables.baseline_rows(first["baselines"])
   return {"rows": rows, "protocol": first["protocol"]}
 
 
 def format_comparison(combined: dict) -> str:
-  """Markdown table of ``combine``'s rows (metrics as in ``evaluate.format_table``)."""
-  from audiogs_jax.evaluate import COLUMNS
+  """Markdown table of ``combine``'s rows (as ``tables.format_table``), over the
+  columns of ``tables.COLUMNS`` that some row has a value for."""
   rows = combined["rows"]
-  cols = [c for c in COLUMNS if any(r.get(c) is not None for _, r in rows)]
-  lines = ["| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-  for name, r in rows:
-    cells = ["n/a" if r.get(c) is None else f"{r[c]:.4f}" for c in cols]
-    lines.append(f"| {name} | " + " | ".join(cells) + " |")
-  return "\n".join(lines)
+  cols = [c for c in tables.COLUMNS if any(r.get(c) is not None for _, r in rows)]
+  return tables.format_rows(rows, cols)
 
 
 def compare_workdirs(workdirs: Sequence, split: str = "val",
@@ -140,8 +139,7 @@ def main(argv=None) -> int:
   try:
     print(compare_workdirs(a.workdirs, a.split, a.out))
   except CompareError as e:
-    from audiogs_jax.config import error_exit
-    error_exit(str(e))
+    config.error_exit(str(e))
   return 0
 
 

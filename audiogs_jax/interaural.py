@@ -24,7 +24,7 @@ mixes head shadow with overall level. These metrics do. All take waveforms
 - ``ild_error_bands``: per octave band (centres 125 Hz ... 8 kHz, edges at
   ``centre / sqrt 2`` and ``centre * sqrt 2``, clipped to Nyquist),
   ``|ILD_b(pred) - ILD_b(target)|`` in dB with ``ILD_b = 10 log10((E_L + eps) /
-  (E_R + eps))`` the band energies of the whole clip; ``ild_error`` is their mean.
+  (E_R + eps))`` the band energies of the whole clip; the ``ild`` metric is their mean.
 
 Mono baselines (identical channels up to a gain) have an ITD of exactly 0 and an IPD of
 0 by construction; their ITD error is the recordings' mean |ITD|.
@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["ITD_MAX_S", "ITD_MAX_HZ", "IPD_MAX_HZ", "ILD_BANDS_HZ", "itd", "itd_error", "ipd_error",
-           "ild_error_bands", "ild_error", "interaural_metrics", "INTERAURAL_KEYS"]
+           "ild_error_bands", "interaural_metrics"]
 
 ITD_MAX_S = 1e-3
 ITD_MAX_HZ = 3000.0
@@ -47,6 +47,7 @@ _IPD_STFT = dict(n_fft=512, hop=128)
 
 
 def _batch(x) -> np.ndarray:
+  """``x`` as float64 ``[B, 2, L]`` (a ``[2, L]`` clip is a batch of one)."""
   x = np.asarray(x, dtype=np.float64)
   if x.ndim == 2:
     x = x[None]
@@ -56,6 +57,7 @@ def _batch(x) -> np.ndarray:
 
 
 def _pair(pred, target):
+  """Float64 ``[B, 2, L]`` batches, ``pred`` trimmed or zero-padded to the target's length."""
   pred, target = _batch(pred), _batch(target)
   n = target.shape[-1]
   if pred.shape[-1] >= n:
@@ -137,29 +139,21 @@ def _band_ild(x: np.ndarray, sample_rate: float, bands) -> np.ndarray:
 
 
 def _bands(sample_rate: float):
+  """The octave-band centres of ``ILD_BANDS_HZ`` whose lower edge is below Nyquist."""
   return tuple(c for c in ILD_BANDS_HZ if c / np.sqrt(2.0) < sample_rate / 2)
 
 
 def ild_error_bands(pred, target, sample_rate: float) -> dict[str, np.ndarray]:
-  """``{"ild_250": [B], ...}``: per octave band ILD error in dB."""
+  """``{"ild_125": [B], "ild_250": [B], ...}``: per octave band ILD error in dB."""
   pred, target = _pair(pred, target)
   bands = _bands(sample_rate)
   d = np.abs(_band_ild(pred, sample_rate, bands) - _band_ild(target, sample_rate, bands))
   return {f"ild_{c}": d[:, i] for i, c in enumerate(bands)}
 
 
-def ild_error(pred, target, sample_rate: float) -> np.ndarray:
-  """Mean over octave bands of the per-band ILD error, dB [B]."""
-  per = ild_error_bands(pred, target, sample_rate)
-  return np.mean(np.stack(list(per.values()), axis=-1), axis=-1)
-
-
-#: The keys ``interaural_metrics`` adds (besides the per-band ``ild_<Hz>``).
-INTERAURAL_KEYS = ("itd", "ipd", "ild")
-
-
 def interaural_metrics(pred, target, sample_rate: float) -> dict[str, np.ndarray]:
-  """``{"itd": us [B], "ipd": [B], "ild": dB [B], "ild_250": ..., ...}``."""
+  """All interaural errors per clip: ``{"itd": us [B], "ipd": [B], "ild": dB [B],
+  "ild_125": dB [B], ...}``, ``"ild"`` the mean of the per-band ``"ild_<Hz>"``."""
   per = ild_error_bands(pred, target, sample_rate)
   out = {"itd": itd_error(pred, target, sample_rate),
          "ipd": ipd_error(pred, target, sample_rate),

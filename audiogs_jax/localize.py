@@ -13,7 +13,7 @@ vector from the head centre to the point in the head frame (``right . v / |v|``)
 the head-size factor ``k >= 0`` fitted in closed form per point (so the head's size
 need not be known), and refines the best point on a finer grid around it. Only the
 direction of the point from each head matters, so the scene's units do not either.
-Costs a few milliseconds per thousand clips; no training involved.
+No training is involved.
 """
 
 from __future__ import annotations

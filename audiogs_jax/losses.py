@@ -10,16 +10,19 @@
   no wrap-around.
 - ``mono_diff_l2`` (Audio 3DGS): L2 on mono (|L| + |R|) and difference
   (|L| - |R|) magnitudes.
-- ``envelope_l2``: optional waveform envelope loss (the ENV metric as a loss).
+- ``frame_tie``: optional regulariser pulling each frequency bin's per-frame
+  parameters towards their mean over frames.
+
+Predictions go through ``safe_abs`` (finite gradient at 0); targets are
+recordings and take plain ``abs``. Each loss returns a float scalar.
 """
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 __all__ = ["magnitude_l2", "log_magnitude_l1", "ipd_loss", "mono_diff_l2",
-           "envelope_l2", "safe_abs"]
+           "frame_tie", "safe_abs"]
 
 
 def safe_abs(z, eps: float = 1e-12):
@@ -28,6 +31,7 @@ def safe_abs(z, eps: float = 1e-12):
 
 
 def magnitude_l2(pred, target):
+  """Mean squared magnitude error over all of complex ``[B, 2, T, F]``."""
   return jnp.mean((safe_abs(pred) - jnp.abs(target)) ** 2)
 
 
@@ -52,11 +56,13 @@ def frame_tie(fields) -> jnp.ndarray:
 
 
 def log_magnitude_l1(pred, target, eps: float = 1e-3):
+  """Mean absolute error of ``log(|.| + eps)`` over all of complex ``[B, 2, T, F]``;
+  ``eps`` bounds the weight of near-silent bins."""
   return jnp.mean(jnp.abs(jnp.log(safe_abs(pred) + eps) - jnp.log(jnp.abs(target) + eps)))
 
 
 def ipd_loss(pred, target, eps: float = 1e-8):
-  """pred, target: complex ``[B, 2, T, F]``."""
+  """Magnitude-weighted ``1 - cos`` of the IPD error; pred, target complex ``[B, 2, T, F]``."""
   zp = pred[:, 0] * jnp.conj(pred[:, 1])
   zt = target[:, 0] * jnp.conj(target[:, 1])
   num = jnp.real(zp * jnp.conj(zt))
@@ -67,20 +73,8 @@ def ipd_loss(pred, target, eps: float = 1e-8):
 
 
 def mono_diff_l2(pred, target):
+  """Audio 3DGS's loss: L2 of the mono ``|L| + |R|`` plus L2 of the difference
+  ``|L| - |R|`` magnitudes, complex ``[B, 2, T, F]``."""
   pl, pr = safe_abs(pred[:, 0]), safe_abs(pred[:, 1])
   tl, tr = jnp.abs(target[:, 0]), jnp.abs(target[:, 1])
   return jnp.mean(((pl + pr) - (tl + tr)) ** 2) + jnp.mean(((pl - pr) - (tl - tr)) ** 2)
-
-
-def envelope_l2(pred_wave, target_wave):
-  """ENV as a loss on waveforms ``[B, 2, L]`` (analytic signal via FFT)."""
-  def env(x):
-    n = x.shape[-1]
-    spec = jnp.fft.fft(x, axis=-1)
-    h = jnp.zeros(n).at[0].set(1.0)
-    h = h.at[1:(n + 1) // 2].set(2.0)
-    if n % 2 == 0:
-      h = h.at[n // 2].set(1.0)
-    return safe_abs(jnp.fft.ifft(spec * h, axis=-1))
-  d = env(pred_wave) - env(target_wave)
-  return jnp.mean(jnp.sqrt(jnp.mean(d * d, axis=-1) + 1e-12))

@@ -1,10 +1,11 @@
-"""Side-by-side tables of several evaluated workdirs (audiogs_jax.compare)."""
+"""Side-by-side tables of several evaluated workdirs (audiogs_jax.compare), and the
+markdown tables they share with evaluate (audiogs_jax.tables)."""
 
 import json
 
 import pytest
 
-from audiogs_jax import compare
+from audiogs_jax import compare, tables
 
 
 def _summary(model_label, model_mag, base_mag=1.0, scene="1"):
@@ -99,3 +100,25 @@ def test_multi_scene_summaries_use_their_overall_rows(tmp_path):
   b = _write(tmp_path, "b", multi("Audio 3DGS (U-Net)", 0.25))
   text = compare.compare_workdirs([a, b])
   assert "| AudioGS | 0.5000 |" in text and "| Audio 3DGS (U-Net) | 0.2500 |" in text
+
+
+def test_format_table_model_beside_baselines_with_na_cells():
+  summary = _summary("AudioGS", 0.5)
+  summary["model"]["itd"] = 12.5            # a column only the model has: n/a elsewhere
+  text = tables.format_table(summary)
+  lines = text.splitlines()
+  assert lines[0] == ("| method | mag_avnerf | mag_avcloud | env | lre | rte | rte_true | itd "
+                      "| dpam |")
+  assert lines[1] == "|---|" + "---|" * 8
+  assert lines[2] == ("| AudioGS | 0.5000 | 0.2500 | 0.1000 | 1.5000 | 0.0200 | 0.0300 "
+                      "| 12.5000 | n/a |")
+  assert lines[3].startswith("| Mono-Mono | 1.0000 | 0.5000 |") and lines[3].endswith("| n/a | n/a |")
+  assert [l.split("|")[1].strip() for l in lines[2:]] == [
+      "AudioGS", "Mono-Mono", "Mono-Energy", "Stereo-Energy", "Nearest-pose transfer"]
+
+
+def test_baseline_rows_keep_order_and_unknown_names():
+  rows = tables.baseline_rows({"stereo_energy": {"env": 1.0}, "custom": {"env": 2.0}})
+  assert rows == [("Stereo-Energy", {"env": 1.0}), ("custom", {"env": 2.0})]
+  assert tables.format_rows(rows, ["env", "lre"]).splitlines()[2:] == [
+      "| Stereo-Energy | 1.0000 | n/a |", "| custom | 2.0000 | n/a |"]

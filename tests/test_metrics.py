@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from audiogs_jax import interaural, metrics
+from audiogs_jax import dpam as dpam_lib
+from audiogs_jax import interaural, metrics, reverb, waveforms
 
 SR = 22050
 
@@ -183,15 +184,15 @@ def _bursts(seed, total=3.0, starts=(0.1, 1.6), length=0.3):
 
 @pytest.mark.parametrize("rt60", [0.3, 0.6, 1.0])
 def test_rt60_schroeder_on_exponential_ir(rt60):
-  assert metrics.rt60_schroeder(_exp_ir(rt60, 11), SR) == pytest.approx(rt60, rel=0.10)
+  assert reverb.rt60_schroeder(_exp_ir(rt60, 11), SR) == pytest.approx(rt60, rel=0.10)
 
 
 def test_rt60_schroeder_batched_and_degenerate():
   irs = np.stack([_exp_ir(0.5, 12, dur=0.8), _exp_ir(0.5, 13, dur=0.8)])
-  out = metrics.rt60_schroeder(irs, SR)
+  out = reverb.rt60_schroeder(irs, SR)
   assert out.shape == (2,)
   np.testing.assert_allclose(out, 0.5, rtol=0.1)
-  assert np.isnan(metrics.rt60_schroeder(np.zeros(1000), SR))
+  assert np.isnan(reverb.rt60_schroeder(np.zeros(1000), SR))
 
 
 def test_rt60_blind_noise_bursts_accuracy_and_monotonic():
@@ -199,7 +200,7 @@ def test_rt60_blind_noise_bursts_accuracy_and_monotonic():
   for i, rt60 in enumerate([0.3, 0.6, 1.0]):
     y = scipy.signal.fftconvolve(_bursts(20 + i), _exp_ir(rt60, 30 + i))[:3 * SR]
     stereo = np.stack([y, 0.8 * y])
-    est = metrics.rt60_blind(stereo, SR)
+    est = reverb.rt60_blind(stereo, SR)
     assert est == pytest.approx(rt60, rel=0.30), (rt60, est)
     estimates.append(est)
   assert estimates[0] < estimates[1] < estimates[2]
@@ -209,25 +210,25 @@ def test_rt60_blind_with_noise_floor():
   y = scipy.signal.fftconvolve(_bursts(40), _exp_ir(0.6, 41))[:3 * SR]
   level = np.sqrt(np.mean(y[int(0.2 * SR):int(0.4 * SR)] ** 2))
   y = y + 10 ** (-35 / 20) * level * _rand(y.size, 42)  # floor 35 dB down
-  assert metrics.rt60_blind(y, SR) == pytest.approx(0.6, rel=0.30)
+  assert reverb.rt60_blind(y, SR) == pytest.approx(0.6, rel=0.30)
 
 
 def test_rt60_blind_fallbacks_are_finite_and_clipped():
-  assert metrics.rt60_blind(np.zeros(SR), SR) == metrics.RT60_MIN
+  assert reverb.rt60_blind(np.zeros(SR), SR) == reverb.RT60_MIN
   for x in (_rand(SR, 50), _bursts(51), np.ones(SR), np.zeros(100)):
-    v = metrics.rt60_blind(x, SR)
-    assert np.isfinite(v) and metrics.RT60_MIN <= v <= metrics.RT60_MAX
-  assert isinstance(metrics.ESTIMATOR_NAME, str) and metrics.ESTIMATOR_NAME
-  assert metrics.ESTIMATOR_NAME in metrics.ESTIMATOR_DESCRIPTION
+    v = reverb.rt60_blind(x, SR)
+    assert np.isfinite(v) and reverb.RT60_MIN <= v <= reverb.RT60_MAX
+  assert isinstance(reverb.ESTIMATOR_NAME, str) and reverb.ESTIMATOR_NAME
+  assert reverb.ESTIMATOR_NAME in reverb.ESTIMATOR_DESCRIPTION
 
 
 def test_rte_and_true_error():
   ys = [scipy.signal.fftconvolve(_bursts(60), _exp_ir(rt, 61))[:2 * SR]
         for rt in (0.3, 0.8)]
   x = np.stack([np.stack([y, y]) for y in ys])  # [2, 2, L]
-  est = metrics.rt60_blind_batch(x, SR)
-  np.testing.assert_allclose(metrics.rte(x, x[::-1], SR), [abs(est[0] - est[1])] * 2)
-  np.testing.assert_allclose(metrics.rt60_true_error(x, [0.3, 0.8], SR),
+  est = reverb.rt60_blind_batch(x, SR)
+  np.testing.assert_allclose(reverb.rte(x, x[::-1], SR), [abs(est[0] - est[1])] * 2)
+  np.testing.assert_allclose(reverb.rt60_true_error(x, [0.3, 0.8], SR),
                              np.abs(est - [0.3, 0.8]))
   out = metrics.compute_metrics(x, x, SR, rt60_true=0.5)
   np.testing.assert_allclose(out["rte_true"], np.abs(est - 0.5))
@@ -238,11 +239,30 @@ def test_rte_and_true_error():
 # DPAM
 # --------------------------------------------------------------------------
 
+def test_pair_shapes_and_dtypes():
+  g = np.zeros((3, 2, 10), np.float32)
+  p, t = waveforms.pair(np.ones((3, 2, 12), np.int16), g)
+  assert p.shape == (3, 2, 10) and p.dtype == np.float64 and t.dtype == np.float32
+  assert waveforms.pair(g[0], g[0])[0].shape == (1, 2, 10)
+  with pytest.raises(ValueError, match="pred must be"):
+    waveforms.pair(np.zeros((3, 10)), g)
+  with pytest.raises(ValueError, match="target must be"):
+    waveforms.pair(g, np.zeros((3, 1, 10)))
+  with pytest.raises(ValueError, match="batch sizes differ"):
+    metrics.env(g[:2], g)
+
+
+def test_report_names_reachable_from_metrics():
+  # Evaluation reports read these through ``metrics``.
+  assert metrics.ESTIMATOR_NAME == reverb.ESTIMATOR_NAME
+  assert metrics.dpam_available is dpam_lib.dpam_available
+
+
 def test_dpam_absent_returns_none(monkeypatch):
   monkeypatch.setitem(sys.modules, "cdpam", None)  # import cdpam -> ImportError
-  assert metrics.dpam_available() is False
+  assert dpam_lib.dpam_available() is False
   x = _rand((2, 2, 2000), 70)
-  assert metrics.dpam(x, x, SR) is None
+  assert dpam_lib.dpam(x, x, SR) is None
   out = metrics.compute_metrics(x, x, SR, with_dpam=True)
   assert "dpam" not in out
   summary = metrics.summarize(out)
@@ -287,13 +307,13 @@ def test_dpam_feeds_model_the_published_preprocessing(monkeypatch):
   fake_cdpam.CDPAM = lambda dev="cpu": _Model()
   monkeypatch.setitem(sys.modules, "torch", fake_torch)
   monkeypatch.setitem(sys.modules, "cdpam", fake_cdpam)
-  monkeypatch.setattr(metrics, "_DPAM_MODEL", None)
-  assert metrics.dpam_available()
+  monkeypatch.setattr(dpam_lib, "_DPAM_MODEL", None)
+  assert dpam_lib.dpam_available()
 
   sr = 16000
   target = 0.1 * _rand((2, 2, sr), 71)
   pred = 0.5 * target
-  out = metrics.dpam(pred, target, sr)
+  out = dpam_lib.dpam(pred, target, sr)
   assert out.shape == (2,) and len(calls) == 2
   ref, est = calls[0]
   assert ref.shape == (1, 22050) and est.shape == (1, 22050)
