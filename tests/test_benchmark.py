@@ -1,8 +1,8 @@
 """The benchmark (``python -m audiogs_jax.benchmark``): a micro run (one tiny room, two
 variants, a few steps) writes the JSON and the report, every number in the report's
-tables is in the JSON, the report can be rebuilt from the JSON alone, a second
-invocation skips finished runs; the printed commands are equivalent to the runs;
-the verdicts follow the numbers."""
+tables is in the JSON, the report can be rebuilt from the JSON alone, without
+``--docs`` it is written under ``--out``, a second invocation skips finished runs;
+the printed commands are equivalent to the runs; the verdicts follow the numbers."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ import json
 import math
 import re
 import shlex
+import shutil
 
 import numpy as np
 import pytest
 
 from audiogs_jax import benchmark
 from audiogs_jax import config as config_lib
+from audiogs_jax.benchmark import paths
+from audiogs_jax.benchmark import runner
 
 _NUM = re.compile(r"[-+]?\d+(?:\.\d+)?")
 _HMS = re.compile(r"^\d+:\d\d:\d\d$")
@@ -121,6 +124,26 @@ def test_report_only_rebuilds_the_same_tables(micro):
   assert "regenerated from the JSON" in docs2.read_text()
 
 
+def test_report_goes_under_out_without_docs(micro, tmp_path, monkeypatch):
+  """Without --docs the report is OUT/report.md, its media OUT/report/; nothing is
+  written in the working directory."""
+  out, cwd = tmp_path / "out", tmp_path / "cwd"
+  out.mkdir()
+  cwd.mkdir()
+  shutil.copy(micro["out"] / "results.json", out / "results.json")
+  monkeypatch.chdir(cwd)
+  assert benchmark.main(["--report-only", "--out", str(out)]) == 0
+  report = out / "report.md"
+  md = report.read_text()
+  assert _table_cells(md) == _table_cells(micro["docs"].read_text())
+  assert f"--json {out / 'report' / 'results.json'} --docs {report}`" in md
+  assert "](report/results.json)" in md
+  for name in ("results.json", "ablations.png", "baselines.png", "room_dry.png"):
+    assert (out / "report" / name).stat().st_size > 1000
+  assert len(list((out / "report").glob("dry_*.wav"))) == 4  # --num-wavs 2: two pairs
+  assert list(cwd.iterdir()) == []
+
+
 def test_second_invocation_skips_finished_runs(micro, capsys):
   assert benchmark.main(micro["args"]) == 0
   log = capsys.readouterr().out
@@ -144,7 +167,7 @@ def test_failed_subprocess_run_is_named(tmp_path):
   bad = benchmark.Run("dry", "full", tmp_path / "dry" / "full", "configs/no_such_config.py",
                       {"train.steps": "1"})
   with pytest.raises(SystemExit, match=r"runs failed: dry/full \(.*train\.log\)"):
-    benchmark._run_parallel([bad], 2, log=lambda *_: None)
+    runner.run_parallel([bad], 2, log=lambda *_: None)
   assert "no_such_config.py" in (tmp_path / "dry" / "full" / "train.log").read_text()
 
 
@@ -171,7 +194,7 @@ def test_commands_are_equivalent_to_the_runs(mode, tmp_path):
     overrides, rest = config_lib.parse_config_args(argv[3:])
     cfg = config_lib.apply_overrides(config_lib.load_config_file(rest[1]), overrides)
     assert cfg.to_dict() == benchmark.run_config(run).to_dict()
-    assert rest[3] == benchmark._rel(run.workdir)
+    assert rest[3] == paths.rel(run.workdir)
   assert {"full", *benchmark.KEY_ABLATIONS} <= set(m.variants)
 
 
