@@ -84,7 +84,7 @@ def _run_entry(run: Run, summary: dict) -> dict:
       "label": VARIANTS[run.variant].label, "command": command_line(run),
       "workdir": rel(run.workdir), "wall_s": info.get("wall_s"),
       "steps": int(cfg.train.steps), "batch_size": int(cfg.train.batch_size),
-      "unet_width": int(cfg.model.unet_width) if VARIANTS[run.variant].unet else None,
+      "unet_width": int(cfg.model.audio3dgs_unet.unet_width) if VARIANTS[run.variant].unet else None,
       "model": summary["model"], "baselines": summary["baselines"],
       "num_clips": summary["protocol"]["num_clips"],
       "rte_estimator": summary["protocol"].get("rte_estimator"),

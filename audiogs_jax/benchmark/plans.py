@@ -25,7 +25,7 @@ class Variant:
   Attributes:
     name: identifier (workdir name, ``--variants``).
     label: table label.
-    overrides: ``{"model.use_attenuation": "False", ...}`` (``--config.*`` values).
+    overrides: ``{"model.audiogs.use_attenuation": "False", ...}`` (``--config.*`` values).
     ablates: for the key ablations, the component the variant removes.
     unet: the Audio 3DGS U-Net (its width and steps come from the mode).
   """
@@ -39,19 +39,19 @@ class Variant:
 VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("full", "AudioGS (full)", {}),
     Variant("no_attenuation", "without distance attenuation",
-            {"model.use_attenuation": "False"}, ablates="distance attenuation"),
+            {"model.audiogs.use_attenuation": "False"}, ablates="distance attenuation"),
     Variant("no_sh_directionality", "without SH directionality (degree 0, identical ears)",
-            {"model.use_sh_directionality": "False", "model.sh_degree": "0",
-             "model.dual_sh": "False"}, ablates="SH directionality"),
-    Variant("single_sh", "single SH field instead of dual", {"model.dual_sh": "False"}),
+            {"model.audiogs.use_sh_directionality": "False", "model.audiogs.sh_degree": "0",
+             "model.audiogs.dual_sh": "False"}, ablates="SH directionality"),
+    Variant("single_sh", "single SH field instead of dual", {"model.audiogs.dual_sh": "False"}),
     Variant("no_phase_correction", "without phase correction",
-            {"model.use_phase_correction": "False"}, ablates="phase correction"),
-    Variant("no_phase_loss", "without the phase loss", {"loss.phase_weight": "0.0"}),
-    Variant("sh1", "SH degree 1", {"model.sh_degree": "1"}),
-    Variant("sh3", "SH degree 3", {"model.sh_degree": "3"}),
+            {"model.audiogs.use_phase_correction": "False"}, ablates="phase correction"),
+    Variant("no_phase_loss", "without the phase loss", {"model.audiogs.phase_weight": "0.0"}),
+    Variant("sh1", "SH degree 1", {"model.audiogs.sh_degree": "1"}),
+    Variant("sh3", "SH degree 3", {"model.audiogs.sh_degree": "3"}),
     Variant("audio3dgs_unet", "Audio 3DGS (U-Net)",
-            {"model.name": "audio3dgs_unet", "loss.phase_weight": "0.0",
-             "model.init_spread": "0.3"}, unet=True),
+            {"model.name": "audio3dgs_unet",
+             "model.audio3dgs_unet.init_spread": "0.3"}, unet=True),
 ]}
 #: The full model has SH degree 2 (configs/default.py): it is the "SH degree 2" row.
 KEY_ABLATIONS = ("no_attenuation", "no_sh_directionality", "no_phase_correction")
@@ -151,7 +151,7 @@ def _run_overrides(mode: Mode, room: str, variant: Variant, data_root: pathlib.P
     ov.update({"train.steps": str(mode.unet_steps),
                "train.checkpoint_every": str(mode.unet_steps),
                "train.batch_size": str(mode.unet_batch),
-               "model.unet_width": str(mode.unet_width)})
+               "model.audio3dgs_unet.unet_width": str(mode.unet_width)})
   else:
     ov.setdefault("train.steps", str(mode.steps))
     ov["train.checkpoint_every"] = ov["train.steps"]

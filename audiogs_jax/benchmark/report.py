@@ -15,7 +15,7 @@ import soundfile as sf
 
 from audiogs_jax import checkpoint as ckpt_lib
 from audiogs_jax import dataset
-from audiogs_jax import evaluate
+from audiogs_jax import workdir as workdir_lib
 from audiogs_jax.benchmark.analysis import BASELINE_LABELS, BASELINES, METRICS
 from audiogs_jax.benchmark.markdown import render_markdown
 from audiogs_jax.benchmark.paths import rel, write_json
@@ -108,7 +108,7 @@ def _plot_room(workdir: pathlib.Path, path: pathlib.Path, title: str) -> None:
   coloured by log gain, the source, the listener path and the walls. Nothing is
   drawn when the workdir has no checkpoint yet."""
   try:
-    config, model, params, meta = evaluate.load_trained(workdir)
+    config, model, params, meta = workdir_lib.load_trained(workdir)
   except ckpt_lib.CheckpointError:
     return
   scene_meta = meta.get("scene_meta") or {}

@@ -11,7 +11,7 @@ import time
 from typing import Callable, Sequence
 
 from audiogs_jax import dataset
-from audiogs_jax import train as train_lib
+from audiogs_jax import training
 from audiogs_jax.benchmark.paths import read_json, rel, write_json
 from audiogs_jax.benchmark.plans import Run, command_argv, command_line, expected_cost, \
     run_config
@@ -61,7 +61,7 @@ def run_benchmark(runs: Sequence[Run], *, progress: bool = False,
     for run in pending:
       log(f"[benchmark] training {run.room}/{run.variant}")
       t = time.perf_counter()
-      train_lib.train_and_evaluate(run_config(run), run.workdir, progress=progress)
+      training.train_and_evaluate(run_config(run), run.workdir, progress=progress)
       _record_run(run, time.perf_counter() - t, log)
   else:
     run_parallel(pending, jobs, log)
