@@ -151,14 +151,17 @@ class GaussianGrid:
   | sh        | [E, K, T, F]   | sh [E, N, K]                     |
   | decay     | [T, F]         | decay [N]                        |
   | phase     | [2, T, F]      | phase [2, N]                     |
+  | rotation  | None           | rotation [N, 4]                  |
   | log_scale | []             | log_scale []                     |
 
-  AudioGS Gaussians carry no rotation (their SH are read in the head frame).
+  AudioGS reads its SH in the head frame: ``rotation`` is always None (an empty
+  subtree; the field keeps the pytree structure of the checkpoints it is saved in).
   """
   xyz: jnp.ndarray
   sh: jnp.ndarray
   decay: jnp.ndarray
   phase: Optional[jnp.ndarray] = None
+  rotation: None = None
   log_scale: Optional[jnp.ndarray] = None
 
   @property

@@ -15,11 +15,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from audiogs_jax import dsp  # noqa: E402
+
 __all__ = ["plot_spectrograms", "plot_gaussians"]
 
 
 def _db_spec(x: np.ndarray, n_fft: int = 512, hop: int = 128) -> np.ndarray:
-  from audiogs_jax import dsp
   s = np.abs(np.asarray(dsp.stft(np.asarray(x, np.float32), n_fft=n_fft, hop_length=hop)))
   return 20.0 * np.log10(s + 1e-6)
 
