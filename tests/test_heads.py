@@ -1,7 +1,6 @@
 """Measured heads in the scene generator (audiogs_jax.data.heads): physics and SOFA input."""
 
 import json
-import math
 
 import numpy as np
 import pytest
