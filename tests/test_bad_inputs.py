@@ -31,7 +31,7 @@ import soundfile as sf
 
 from audiogs_jax import evaluate, render_cli, train
 from audiogs_jax.data import synth
-from audiogs_jax.data.synth import head_pose
+from audiogs_jax.data.trajectory import head_pose
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SR_SCENE = 1000        # the small RWAVS scenes the data cases train on

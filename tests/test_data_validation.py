@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from audiogs_jax.data import DataError, fixtures, replay_nvas, rwavs
-from audiogs_jax.data.synth import head_pose
+from audiogs_jax.data.trajectory import head_pose
 
 SR = 1000
 SECONDS = 4

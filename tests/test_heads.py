@@ -1,21 +1,20 @@
 """Measured heads in the scene generator (audiogs_jax.data.heads): physics and SOFA input."""
 
 import json
-import math
 
 import numpy as np
 import pytest
 
 from audiogs_jax import interaural
-from audiogs_jax.data import heads, rwavs, synth
+from audiogs_jax.data import ears, heads, room, rwavs, synth, trajectory
 
 SR = 22050
 
 
 def _free_field(src, pose, head, ir_seconds=0.06):
-    images = synth.ImageSources(np.asarray([src], float), np.ones((1, 1)), np.zeros(1),
+    images = room.ImageSources(np.asarray([src], float), np.ones((1, 1)), np.zeros(1),
                                 np.zeros(1, int))
-    return synth.binaural_ir(images, pose, sample_rate=SR, ir_seconds=ir_seconds, head=head)
+    return ears.binaural_ir(images, pose, sample_rate=SR, ir_seconds=ir_seconds, head=head)
 
 
 def _band_ild(ir, lo, hi):
@@ -38,7 +37,7 @@ def test_kemar_is_packaged_with_its_citation():
 def test_source_at_90_degrees_left_itd_and_ild():
     """A source at 90 degrees left: ITD 0.6-0.8 ms, left louder, ILD growing with frequency."""
     head = heads.kemar(SR)
-    pose = synth.head_pose([3.0, 2.5, 1.5], 0.0)     # faces +x; right = -y, so +y is left
+    pose = trajectory.head_pose([3.0, 2.5, 1.5], 0.0)     # faces +x; right = -y, so +y is left
     ir = _free_field([3.0, 4.5, 1.5], pose, head)
     itd = interaural.itd(ir, SR)[0]
     assert 0.6e-3 <= itd <= 0.8e-3
@@ -54,13 +53,13 @@ def test_source_at_90_degrees_left_itd_and_ild():
 
 def test_source_in_front_has_no_itd_and_distance_sets_the_delay():
     head = heads.kemar(SR)
-    pose = synth.head_pose([1.0, 2.0, 1.5], 0.0)
+    pose = trajectory.head_pose([1.0, 2.0, 1.5], 0.0)
     near = _free_field([2.0, 2.0, 1.5], pose, head)
     far = _free_field([4.0, 2.0, 1.5], pose, head, ir_seconds=0.08)
     assert abs(interaural.itd(near, SR)[0]) < 30e-6
     # 1 m -> 3 m: 2 m more path (128.6 samples later) and 1/3 of the amplitude.
     lag = np.argmax(np.abs(far[0])) - np.argmax(np.abs(near[0]))
-    assert abs(lag - 2.0 / synth.SPEED_OF_SOUND * SR) <= 1.0
+    assert abs(lag - 2.0 / room.SPEED_OF_SOUND * SR) <= 1.0
     assert np.sqrt(np.sum(far ** 2) / np.sum(near ** 2)) == pytest.approx(1 / 3, rel=0.02)
 
 
@@ -84,7 +83,7 @@ def test_any_sofa_head(tmp_path):
     sofa = tmp_path / "toy.sofa"
     _write_sofa(sofa, itd_samples=7)
     head = heads.load_sofa(sofa, SR)
-    pose = synth.head_pose([3.0, 2.5, 1.5], 0.0)
+    pose = trajectory.head_pose([3.0, 2.5, 1.5], 0.0)
     ir = _free_field([3.0, 4.5, 1.5], pose, head)
     assert interaural.itd(ir, SR)[0] == pytest.approx(7 / SR, abs=2e-6)
     # Through the generator: --hrtf FILE.sofa, recorded in the metadata.

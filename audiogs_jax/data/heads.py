@@ -10,8 +10,8 @@ How a room is heard (``hrir_ir``): every image source k of the room arrives from
 direction of arrival in the listener's head frame, with its distance delay
 ``r_k / c`` from the head centre, spherical spreading ``1 / (4 pi r_k)`` and wall
 damping, through the HRIR pair of that direction. The HRIRs carry the interaural time
-and level differences and the pinna cues themselves, so the ITD is the measured head's
-(about 0.65-0.7 ms at 90 degrees for KEMAR), not a straight line between two points.
+and level differences and the pinna cues themselves, so the ITD is the measured
+head's, not a straight line between two points.
 
 - Early arrivals (within ``early_seconds`` of the direct sound: the direct path and
   the first reflections, a few hundred images) use the HRIR of the nearest measured
@@ -47,8 +47,8 @@ __all__ = ["HRIRSet", "KEMAR_PATH", "load_sofa", "kemar", "load_head", "head_fra
 
 #: The packaged MIT KEMAR (normal pinna) SOFA file.
 KEMAR_PATH = pathlib.Path(__file__).with_name("hrtf") / "MIT_KEMAR_normal_pinna.sofa"
-#: Ear models of the scene generator: a measured head (KEMAR or ``--hrtf``), or the
-#: earlier model of two ear points with a spherical-head shadow filter.
+#: Ear models of the scene generator: a measured head (KEMAR or ``--hrtf``), or two
+#: ear points with a spherical-head shadow filter ("cardioid").
 EARS = ("kemar", "sofa", "cardioid")
 
 _ONSET_FRACTION = 0.1        # onset: first sample above 10 % of the IR's peak
@@ -243,7 +243,7 @@ def hrir_ir(images, pose: np.ndarray, head: HRIRSet, *, sample_rate: int, length
   """Ear impulse responses [2, length] of a room's image sources through a head.
 
   Args:
-    images: ``synth.ImageSources`` (positions [K, 3] metres, damping [B, K]).
+    images: ``room.ImageSources`` (positions [K, 3] metres, damping [B, K]).
     pose: [4, 4] head-to-world (rotation columns right, up, backward; centre).
     head: the HRIRs, at ``sample_rate``.
     sample_rate: Hz.

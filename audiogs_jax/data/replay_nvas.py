@@ -42,6 +42,7 @@ train and test sides get the same factor.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import re
@@ -166,6 +167,111 @@ def _read_cameras(root: pathlib.Path) -> dict[tuple[str, int], np.ndarray]:
 
 # ----------------------------------------------------------------------------- load
 
+def _split_cameras(split: str, scenes: Sequence[str] | None,
+                   holdout_camera: int | None) -> tuple[int, ...]:
+  """The cameras whose recordings a split returns (see the module docstring)."""
+  if holdout_camera is None:
+    return CAMERAS
+  if scenes is None:
+    raise ValueError("holdout_camera needs scenes=[...] (the same scenes for the "
+                     "train and test sides)")
+  if int(holdout_camera) not in CAMERAS:
+    raise ValueError(f"holdout_camera must be one of {CAMERAS}, got {holdout_camera}")
+  return ((int(holdout_camera),) if split in ("val", "test") else
+          tuple(c for c in CAMERAS if c != int(holdout_camera)))
+
+
+def _clips_by_scene(meta_path: pathlib.Path) -> dict[str, list[str]]:
+  """Scene -> its clip directories, in the metadata's order (first seen)."""
+  metadata = read_json(meta_path)
+  if isinstance(metadata, list):
+    keys: Iterable[str] = [str(k) for k in metadata]
+  elif isinstance(metadata, dict):
+    keys = [str(k) for k in metadata.keys()]
+  else:
+    raise DataError(meta_path, "expected a JSON object keyed by clip directory")
+  by_scene: dict[str, list[str]] = {}
+  for k in keys:
+    try:
+      sc, cl = parse_clip_key(k)
+    except ValueError as e:
+      raise DataError(meta_path, str(e)) from None
+    by_scene.setdefault(sc, [])
+    if cl not in by_scene[sc]:
+      by_scene[sc].append(cl)
+  return by_scene
+
+
+def _wanted_scenes(by_scene: dict, split: str, scenes: Sequence[str] | None,
+                   meta_path: pathlib.Path) -> list[str]:
+  """``scenes`` (all listed in the metadata), or the listed scenes of ``split``."""
+  if scenes is None:
+    wanted = [s for s in SPLIT_SCENES[split] if s in by_scene]
+    if not wanted:
+      raise DataError(meta_path, f"none of the {split} scenes {SPLIT_SCENES[split]} "
+                                 f"is listed")
+    return wanted
+  wanted = [str(s) for s in scenes]
+  missing = [s for s in wanted if s not in by_scene]
+  if missing:
+    raise DataError(meta_path, f"scene(s) {missing} not listed")
+  return wanted
+
+
+@dataclasses.dataclass
+class _ClipReader:
+  """Reads clips (high-passed, cut to ``length``, source aligned) into lists."""
+
+  root: pathlib.Path
+  sr: int
+  length: int
+  clip_seconds: float
+  resample: bool
+  max_delay: int
+  cameras: dict
+  bins: list = dataclasses.field(default_factory=list)     # [2, length] float32
+  srcs: list = dataclasses.field(default_factory=list)     # [length] float32
+  poses: list = dataclasses.field(default_factory=list)
+  times: list = dataclasses.field(default_factory=list)
+  ids: list = dataclasses.field(default_factory=list)
+  delays: list = dataclasses.field(default_factory=list)
+  best_rms: float = 0.0   # over every camera read, kept or not
+
+  def read(self, scene: str, clip: str, time: float, norm_cams, cams) -> None:
+    """Read the ``norm_cams`` recordings of a clip for the normalisation factor
+    and keep those of ``cams``."""
+    sr, length = self.sr, self.length
+    clip_dir = self.root / scene / clip
+    near = read_wav(clip_dir / "near.wav", channels=1, sample_rate=sr,
+                    resample_audio=self.resample)[0]
+    near = highpass(near, sr)
+    for cam in norm_cams:
+      if (scene, cam) not in self.cameras:
+        raise DataError(self.root / CAMERAS_FILE, f"no camera '{scene}_{cam}'")
+      cam_path = clip_dir / f"{cam}.wav"
+      target = highpass(read_wav(cam_path, channels=2, sample_rate=sr,
+                                 resample_audio=self.resample), sr)
+      n = min(target.shape[1], near.shape[0])
+      if n < length / 2:
+        raise DataError(cam_path, f"audio too short: {n / sr:.3f} s, the clip "
+                                  f"needs {self.clip_seconds:g} s")
+      m = min(n, length)
+      b = np.zeros((2, length), np.float32)
+      b[:, :m] = target[:, :m]
+      self.best_rms = max(self.best_rms, float(clip_rms(b[None])[0]))
+      if cam not in cams:
+        continue
+      d = gcc_phat_delay(target[:, :n].mean(axis=0), near[:n], self.max_delay)
+      s = np.zeros((length,), np.float32)
+      s[:m] = shift(near[:n], d)[:m]
+      self.bins.append(b)
+      self.srcs.append(s)
+      self.poses.append(self.cameras[(scene, cam)])
+      self.times.append(time)
+      self.ids.append(f"{scene}/{clip}/{cam}")
+      self.delays.append(d)
+
+
 def load(root: os.PathLike | str, split: str, *, scenes: Sequence[str] | None = None,
          holdout_camera: int | None = None, sample_rate: int = 16000,
          clip_seconds: float = 2.0, normalize: bool = True, every: int = 3,
@@ -193,103 +299,38 @@ def load(root: os.PathLike | str, split: str, *, scenes: Sequence[str] | None = 
   """
   if split not in SPLIT_SCENES:
     raise ValueError(f"split must be one of {tuple(SPLIT_SCENES)}, got {split!r}")
-  if holdout_camera is not None:
-    if scenes is None:
-      raise ValueError("holdout_camera needs scenes=[...] (the same scenes for the "
-                       "train and test sides)")
-    if int(holdout_camera) not in CAMERAS:
-      raise ValueError(f"holdout_camera must be one of {CAMERAS}, got {holdout_camera}")
-    cams: tuple[int, ...] = ((int(holdout_camera),) if split in ("val", "test") else
-                             tuple(c for c in CAMERAS if c != int(holdout_camera)))
-  else:
-    cams = CAMERAS
+  cams = _split_cameras(split, scenes, holdout_camera)
   if every < 1:
     raise ValueError("every must be >= 1")
   root = pathlib.Path(root)
   sr = int(sample_rate)
-  length = int(round(clip_seconds * sr))
-
   meta_path = root / METADATA
-  metadata = read_json(meta_path)
-  if isinstance(metadata, list):
-    keys: Iterable[str] = [str(k) for k in metadata]
-  elif isinstance(metadata, dict):
-    keys = [str(k) for k in metadata.keys()]
-  else:
-    raise DataError(meta_path, "expected a JSON object keyed by clip directory")
-  by_scene: dict[str, list[str]] = {}
-  for k in keys:
-    try:
-      sc, cl = parse_clip_key(k)
-    except ValueError as e:
-      raise DataError(meta_path, str(e)) from None
-    by_scene.setdefault(sc, [])
-    if cl not in by_scene[sc]:
-      by_scene[sc].append(cl)
-
-  if scenes is None:
-    wanted = [s for s in SPLIT_SCENES[split] if s in by_scene]
-    if not wanted:
-      raise DataError(meta_path, f"none of the {split} scenes {SPLIT_SCENES[split]} "
-                                 f"is listed")
-  else:
-    wanted = [str(s) for s in scenes]
-    missing = [s for s in wanted if s not in by_scene]
-    if missing:
-      raise DataError(meta_path, f"scene(s) {missing} not listed")
-
-  cameras = _read_cameras(root)
+  by_scene = _clips_by_scene(meta_path)
+  wanted = _wanted_scenes(by_scene, split, scenes, meta_path)
+  reader = _ClipReader(root, sr, int(round(clip_seconds * sr)), float(clip_seconds),
+                       resample, max_delay, _read_cameras(root))
   # In the held-out protocol the factor covers all 8 cameras of the clips, so
   # that the train and test sides share it.
   norm_cams = CAMERAS if holdout_camera is not None else cams
-  bins, srcs, poses, times, ids, delays = [], [], [], [], [], []
-  best_rms = 0.0
   for sc in wanted:
     clips = sorted(by_scene[sc], key=_natural)
     for ci in range(0, len(clips), every):
-      clip_dir = root / sc / clips[ci]
-      near_path = clip_dir / "near.wav"
-      near = read_wav(near_path, channels=1, sample_rate=sr, resample_audio=resample)[0]
-      near = highpass(near, sr)
-      for cam in norm_cams:
-        if (sc, cam) not in cameras:
-          raise DataError(root / CAMERAS_FILE, f"no camera '{sc}_{cam}'")
-        cam_path = clip_dir / f"{cam}.wav"
-        target = highpass(read_wav(cam_path, channels=2, sample_rate=sr,
-                                   resample_audio=resample), sr)
-        n = min(target.shape[1], near.shape[0])
-        if n < length / 2:
-          raise DataError(cam_path, f"audio too short: {n / sr:.3f} s, the clip "
-                                    f"needs {clip_seconds:g} s")
-        m = min(n, length)
-        b = np.zeros((2, length), np.float32)
-        b[:, :m] = target[:, :m]
-        best_rms = max(best_rms, float(clip_rms(b[None])[0]))
-        if cam not in cams:
-          continue
-        d = gcc_phat_delay(target[:, :n].mean(axis=0), near[:n], max_delay)
-        s = np.zeros((length,), np.float32)
-        s[:m] = shift(near[:n], d)[:m]
-        bins.append(b)
-        srcs.append(s)
-        poses.append(cameras[(sc, cam)])
-        times.append(ci * clip_seconds)
-        ids.append(f"{sc}/{clips[ci]}/{cam}")
-        delays.append(d)
-  if not bins:
+      reader.read(sc, clips[ci], ci * clip_seconds, norm_cams, cams)
+  if not reader.bins:
     raise DataError(meta_path, f"no clips selected for split {split!r}")
-  binaural = np.stack(bins)
-  norm = (best_rms if best_rms > 0 else 1.0) if normalize else 1.0
+  binaural = np.stack(reader.bins)
+  norm = (reader.best_rms if reader.best_rms > 0 else 1.0) if normalize else 1.0
   return SceneData(
       binaural=binaural / norm,
-      source=np.stack(srcs) / norm,
-      poses=np.stack(poses),
-      times=np.asarray(times, dtype=np.float64),
+      source=np.stack(reader.srcs) / norm,
+      poses=np.stack(reader.poses),
+      times=np.asarray(reader.times, dtype=np.float64),
       sample_rate=sr,
       norm_factor=norm,
       source_position=None,
       meta={"dataset": "replay_nvas", "split": split, "scenes": list(wanted),
             "cameras": list(cams), "holdout_camera": holdout_camera, "every": every,
-            "clip_seconds": float(clip_seconds), "gcc_delays": [int(v) for v in delays]},
-      clip_ids=ids,
+            "clip_seconds": float(clip_seconds),
+            "gcc_delays": [int(v) for v in reader.delays]},
+      clip_ids=reader.ids,
   )

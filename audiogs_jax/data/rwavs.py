@@ -38,7 +38,7 @@ import numpy as np
 from .scene import (DataError, SceneData, as_pose, check_audio_covers, check_rigid,
                     norm_factor_of, read_json, read_wav, require_key)
 
-__all__ = ["CLIP_CONVENTIONS", "SPLITS", "clip_range", "count_clips", "frame_time",
+__all__ = ["CLIP_CONVENTIONS", "SPLITS", "clip_range", "frame_time",
            "read_camera_path", "check_synchronised", "load"]
 
 CLIP_CONVENTIONS = ("centered", "preceding")
@@ -64,12 +64,6 @@ def clip_range(t: float, num_samples: int, sr: int, clip: str = "centered"
       return None
     return start, end
   raise ValueError(f"unknown clip convention {clip!r}; expected one of {CLIP_CONVENTIONS}")
-
-
-def count_clips(times: Sequence[float], num_samples: int, sr: int, clip: str = "centered"
-                ) -> int:
-  """Number of frames with a clip (not skipped) for a track of ``num_samples``."""
-  return sum(clip_range(t, num_samples, sr, clip) is not None for t in times)
 
 
 def frame_time(file_path: str, json_path: os.PathLike | str, where: str = "") -> int:
@@ -128,7 +122,7 @@ def check_synchronised(bin_path: pathlib.Path, src_path: pathlib.Path) -> None:
 
 
 def _resample_notices(paths, sr: int) -> None:
-  """One stderr line per track that was resampled to ``sr`` (given once the
+  """One stderr line per track resampled to ``sr`` (given once the
   scene has loaded, so that an error stays the only line)."""
   import sys
   import soundfile as sf
@@ -166,6 +160,78 @@ def _cut(track: np.ndarray, rng: tuple[int, int], length: int) -> np.ndarray:
   return out
 
 
+def _read_tracks(bin_path: pathlib.Path, src_path: pathlib.Path, sr: int,
+                 resample: bool) -> tuple[np.ndarray, np.ndarray]:
+  """(binaural [2, T], source [T']) at ``sr``; DataError when their lengths
+  differ by more than 1 s (not the same recording)."""
+  binaural = read_wav(bin_path, channels=2, sample_rate=sr, resample_audio=resample,
+                      notice=False)
+  source = read_wav(src_path, channels=1, sample_rate=sr, resample_audio=resample,
+                    notice=False)[0]
+  if abs(binaural.shape[1] - source.shape[0]) > sr:
+    check_synchronised(bin_path, src_path)
+  return binaural, source
+
+
+def _read_split(scene_dir: pathlib.Path, split: str, n_samples: int, sr: int,
+                bin_path: pathlib.Path):
+  """(json path, file paths, times, poses) of ``transforms_scale_{split}.json``,
+  checked against the track length."""
+  jpath = scene_dir / f"transforms_scale_{split}.json"
+  files, times, poses = read_camera_path(jpath)
+  check_audio_covers(times, n_samples, sr, bin_path, poses_path=jpath)
+  return jpath, files, times, poses
+
+
+def _cut_clips(tracks: Sequence[np.ndarray], times: Sequence[float], n_samples: int, sr: int,
+               clip: str) -> tuple[list[np.ndarray], np.ndarray]:
+  """The clips of the frames at ``times`` that have one, from every track.
+
+  Returns:
+    ([N, ..., sr] float32 per track, [] when no frame has a clip), the indices
+    [N] into ``times`` of the frames kept.
+  """
+  cut = [[] for _ in tracks]
+  keep = []
+  for i, t in enumerate(times):
+    rng = clip_range(float(t), n_samples, sr, clip)
+    if rng is None:
+      continue
+    for out, track in zip(cut, tracks):
+      out.append(_cut(track, rng, sr))
+    keep.append(i)
+  return [np.stack(c) if c else c for c in cut], np.asarray(keep, dtype=np.int64)
+
+
+def _read_meta(scene_dir: pathlib.Path) -> dict:
+  """The content of ``scene_meta.json`` ({} when absent)."""
+  meta_path = scene_dir / "scene_meta.json"
+  if not meta_path.exists():
+    return {}
+  m = read_json(meta_path)
+  if not isinstance(m, dict):
+    raise DataError(meta_path, "expected a JSON object")
+  return dict(m)
+
+
+def _source_position(pos_path: pathlib.Path, scene_id: str) -> np.ndarray | None:
+  """The scene's ``source_position`` [3] in ``position.json``, or None when the
+  file or the scene's entry is absent."""
+  if not pos_path.exists():
+    return None
+  positions = read_json(pos_path)
+  if not isinstance(positions, dict):
+    raise DataError(pos_path, "expected a JSON object keyed by scene id")
+  if scene_id not in positions:
+    return None
+  sp = require_key(positions[scene_id], "source_position", pos_path, f"entry {scene_id!r}")
+  try:
+    return np.asarray(sp, dtype=np.float64).reshape(3)
+  except (TypeError, ValueError):
+    raise DataError(pos_path, f"source_position of scene {scene_id!r} must be "
+                              f"3 numbers, found {sp!r}") from None
+
+
 def load(root: os.PathLike | str | None, scene: int | str | os.PathLike, split: str, *,
          clip: str = "centered", sample_rate: int = 22050, normalize: bool = True,
          resample: bool = True) -> SceneData:
@@ -197,77 +263,28 @@ def load(root: os.PathLike | str | None, scene: int | str | os.PathLike, split: 
     raise DataError(scene_dir, "missing scene folder")
   root_dir = pathlib.Path(root) if root is not None else scene_dir.parent
   sr = int(sample_rate)
-
-  bin_path = scene_dir / BINAURAL_FILE
-  src_path = scene_dir / SOURCE_FILE
-  binaural = read_wav(bin_path, channels=2, sample_rate=sr, resample_audio=resample,
-                      notice=False)
-  source = read_wav(src_path, channels=1, sample_rate=sr, resample_audio=resample,
-                    notice=False)[0]
+  bin_path, src_path = scene_dir / BINAURAL_FILE, scene_dir / SOURCE_FILE
+  binaural, source = _read_tracks(bin_path, src_path, sr, resample)
   n_samples = min(binaural.shape[1], source.shape[0])
-  if abs(binaural.shape[1] - source.shape[0]) > sr:   # > 1 s: not the same recording
-    check_synchronised(bin_path, src_path)
-
-  # Both splits: poses of the requested one, normalisation over both.
-  per_split = {}
-  for s in SPLITS:
-    jpath = scene_dir / f"transforms_scale_{s}.json"
-    files, times, poses = read_camera_path(jpath)
-    check_audio_covers(times, n_samples, sr, bin_path, poses_path=jpath)
-    per_split[s] = (jpath, files, times, poses)
-
-  all_clips = []
-  for s in SPLITS:
-    for t in per_split[s][2]:
-      rng = clip_range(float(t), n_samples, sr, clip)
-      if rng is not None:
-        all_clips.append(_cut(binaural, rng, sr))
-  norm = norm_factor_of([np.stack(all_clips)] if all_clips else [], normalize)
-
+  per_split = {s: _read_split(scene_dir, s, n_samples, sr, bin_path) for s in SPLITS}
+  # Poses of the requested split, normalisation over both.
+  both = [t for s in SPLITS for t in per_split[s][2]]
+  (both_clips,), _ = _cut_clips([binaural], both, n_samples, sr, clip)
+  norm = norm_factor_of([both_clips], normalize)
   jpath, files, times, poses = per_split[split]
-  b_clips, s_clips, keep = [], [], []
-  for i, t in enumerate(times):
-    rng = clip_range(float(t), n_samples, sr, clip)
-    if rng is None:
-      continue
-    b_clips.append(_cut(binaural, rng, sr))
-    s_clips.append(_cut(source, rng, sr))
-    keep.append(i)
-  if not keep:
+  (b_clips, s_clips), keep = _cut_clips([binaural, source], times, n_samples, sr, clip)
+  if not keep.size:
     raise DataError(jpath, f"no frame has a {clip} clip inside the "
                            f"{n_samples / sr:.2f} s track of {bin_path.name}")
-  keep = np.asarray(keep)
-
-  meta: dict = {}
-  meta_path = scene_dir / "scene_meta.json"
-  if meta_path.exists():
-    m = read_json(meta_path)
-    if not isinstance(m, dict):
-      raise DataError(meta_path, "expected a JSON object")
-    meta.update(m)
+  meta = _read_meta(scene_dir)
   meta.update({"scene": scene_id, "split": split, "clip": clip,
                "dataset": meta.get("dataset", "rwavs"),
                "num_skipped_frames": int(len(times) - len(keep))})
-
-  source_position = None
-  pos_path = root_dir / "position.json"
-  if pos_path.exists():
-    positions = read_json(pos_path)
-    if not isinstance(positions, dict):
-      raise DataError(pos_path, "expected a JSON object keyed by scene id")
-    if scene_id in positions:
-      entry = positions[scene_id]
-      sp = require_key(entry, "source_position", pos_path, f"entry {scene_id!r}")
-      try:
-        source_position = np.asarray(sp, dtype=np.float64).reshape(3)
-      except (TypeError, ValueError):
-        raise DataError(pos_path, f"source_position of scene {scene_id!r} must be "
-                                  f"3 numbers, found {sp!r}") from None
-
+  source_position = _source_position(root_dir / "position.json", scene_id)
   _resample_notices((bin_path, src_path), sr)
   return SceneData(
-      binaural=np.stack(b_clips) / norm,
-      source=np.stack(s_clips) / norm,
+      binaural=b_clips / norm,
+      source=s_clips / norm,
       poses=poses[keep],
       times=times[keep].astype(np.float64),
       sample_rate=sr,
