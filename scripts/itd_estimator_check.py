@@ -35,7 +35,7 @@ def main(argv=None) -> dict:
   a = p.parse_args(argv)
   from audiogs_jax import config as config_lib
   from audiogs_jax import dataset
-  from audiogs_jax.data import heads, synth
+  from audiogs_jax.data import ears, heads, room
 
   cfg = config_lib.load_config_file(a.config)
   scene = dataset.load_split(cfg, cfg.data.train_split, progress=False)
@@ -44,13 +44,13 @@ def main(argv=None) -> dict:
   if head is None:
     raise SystemExit("the scene has cardioid ears: no measured head to compare with")
   mpu, centre = meta["metres_per_unit"], np.asarray(meta["centre_m"])
-  src = synth.ImageSources(np.asarray([meta["source_position_m"]]), np.ones((1, 1)),
+  src = room.ImageSources(np.asarray([meta["source_position_m"]]), np.ones((1, 1)),
                            np.zeros(1), np.zeros(1, int))
   direct = []
   for pose in scene.poses:
     pose = pose.copy()
     pose[:3, 3] = pose[:3, 3] * mpu + centre
-    ir = synth.binaural_ir(src, pose, sample_rate=sr, ir_seconds=0.1, head=head)
+    ir = ears.binaural_ir(src, pose, sample_rate=sr, ir_seconds=0.1, head=head)
     direct.append(_gcc(ir[None], sr, None)[0])
   direct = np.asarray(direct)
   rec = scene.binaural.astype(np.float64)

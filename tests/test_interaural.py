@@ -5,7 +5,7 @@ import pytest
 from scipy import signal as sps
 
 from audiogs_jax import baselines, interaural, localize, metrics
-from audiogs_jax.data import synth
+from audiogs_jax.data import trajectory
 
 SR = 22050
 
@@ -101,7 +101,7 @@ def test_estimate_source_from_itds():
     """ITDs of the Woodworth model from known poses: the fit recovers the source."""
     rng = np.random.default_rng(1)
     src = np.array([0.4, -0.3, 0.0])
-    poses = np.stack([synth.head_pose([x, y, 0.0], yaw)
+    poses = np.stack([trajectory.head_pose([x, y, 0.0], yaw)
                       for x, y, yaw in zip(rng.uniform(-1, 1, 60), rng.uniform(-1, 1, 60),
                                            rng.uniform(-np.pi, np.pi, 60))])
     itds = 0.0875 / 343.0 * localize.itd_model(src[None], poses)[0]
