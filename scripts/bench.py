@@ -14,12 +14,12 @@ renderer's (``scripts/bench_stream.py``). Included in the default run.
 
 Render: one 1-s binaural clip at 22050 Hz (F = 257, T = 173, N = 44,461
 Gaussians), batches of 1 and 32 poses, after compilation; the time includes the
-ISTFT to waveforms. Timed with ``runtime.tune_host_allocator()``, as the entry points run
-(``train``, ``evaluate`` and ``render`` call it). Two paths are timed: from the ``Gaussians`` pytree (the
-re-layout to frames-major planes fused into the call) and from ``Planes``
-prepared once per scene (``render.prepare``), the inference path, for batch
-32 also in chunks of 2 poses (``render_waveform_batch(..., chunk_size=2)``)
-and with ``runtime.tune_host_allocator()``: ``interleaved_ms_per_clip`` holds
+ISTFT to waveforms. Timed with ``backend.tune_host_allocator()``, as the entry points run
+(``train``, ``evaluate`` and ``render`` call it). Two paths are timed: from the
+``GaussianGrid`` parameters (``renderer.fields`` fused into the call) and from their
+``renderer.fields`` prepared once per scene, the inference path, for batch 32 also in
+chunks of 2 poses (``lax.map``), each with glibc's default allocator and with
+``backend.tune_host_allocator()``: ``interleaved_ms_per_clip`` holds
 the four combinations, timed interleaved (same machine load), medians, and
 ``interleaved_min_ms_per_clip`` the best of the repeats; ``host_steal_fraction``
 is the share of the host's CPU time the hypervisor gave to other tenants while
@@ -28,7 +28,7 @@ Memory: the
 compiled program's temporary + output bytes (XLA memory analysis), and the
 device's peak bytes in use where the backend reports it (GPU/TPU).
 
-``--scaling``: the AudioGS train step (``train.make_sampled_step`` on a
+``--scaling``: the AudioGS train step (``trainstate.make_sampled_step`` on a
 ``parallel.Layout``) against the number of devices (data parallel; on CPU
 forced host devices, one subprocess per count, which share the CPU's cores;
 on GPU/TPU the first 1, 2, 4 real devices), the batch size and the clip
@@ -54,10 +54,13 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from audiogs_jax import dsp, geometry  # noqa: E402
-from audiogs_jax import render as render_lib  # noqa: E402
-from audiogs_jax import runtime  # noqa: E402
-from audiogs_jax.gaussians import init_gaussians  # noqa: E402
+from audiogs_jax import backend, dataset, dsp, geometry, parallel, renderer  # noqa: E402
+from audiogs_jax import trainstate, workdir  # noqa: E402
+from audiogs_jax.data.scene import SceneData  # noqa: E402
+from audiogs_jax import config as config_lib  # noqa: E402
+from audiogs_jax.gaussians import init_gaussians, to_grid  # noqa: E402
+from audiogs_jax.models import SceneInfo, get_model  # noqa: E402
+from audiogs_jax.models import audiogs as audiogs_model  # noqa: E402
 
 SR, F, T, L = 22050, 257, 173, 22050
 CHUNK = 2  # poses per lax.map step in the chunked inference path
@@ -140,91 +143,90 @@ def _scene(key, batch: int, sh_degree: int = 2):
                     for _ in range(batch)])
   src = rng.standard_normal((batch, L)).astype(np.float32)
   src_tf = dsp.stft_frames(jnp.asarray(src))
-  return g, jnp.asarray(poses, jnp.float32), src_tf
+  return to_grid(g, F), jnp.asarray(poses, jnp.float32), src_tf
+
+
+def _waves(cfg, chunk=None):
+  """Jitted ``(params, poses [B,4,4], src_tf [B,T,F]) -> [B, 2, L]``: the render and
+  its ISTFT, the whole batch at once or ``chunk`` poses at a time (``lax.map``)."""
+  def whole(params, poses, src_tf):
+    return dsp.istft_frames(renderer.render(params, poses, src_tf, cfg), length=L,
+                            **cfg.stft_kwargs())
+
+  def chunked(params, poses, src_tf):
+    b = poses.shape[0]
+    split = lambda x: x.reshape((b // chunk, chunk) + x.shape[1:])
+    out = jax.lax.map(lambda a: whole(params, *a), (split(poses), split(src_tf)))
+    return out.reshape((b,) + out.shape[2:])
+
+  return jax.jit(whole if chunk is None else chunked)
+
+
+def _interleaved(variants: dict, args, b: int, repeats: int) -> dict:
+  """The variants timed interleaved (same machine load), each with glibc's default
+  mmap threshold and with ``backend.tune_host_allocator()``: ms per clip."""
+  ts = {(k, a): [] for k in variants for a in ("default", "tuned")}
+  j0 = _cpu_jiffies()
+  for _ in range(repeats):
+    for (k, a), lst in ts.items():
+      (backend.tune_host_allocator if a == "tuned" else backend.restore_host_allocator)()
+      jax.block_until_ready(variants[k](*args))  # allocator warm-up
+      t0 = time.perf_counter()
+      jax.block_until_ready(variants[k](*args))
+      lst.append(time.perf_counter() - t0)
+  backend.tune_host_allocator()
+  return {"interleaved_ms_per_clip": {f"{k}_{a}_alloc": 1e3 * float(np.median(v)) / b
+                                      for (k, a), v in ts.items()},
+          # Best of the repeats: the least disturbed by other tenants.
+          "interleaved_min_ms_per_clip": {f"{k}_{a}_alloc": 1e3 * float(np.min(v)) / b
+                                          for (k, a), v in ts.items()},
+          "host_steal_fraction": _steal_fraction(j0, _cpu_jiffies())}
 
 
 def bench_render(batches=(1, 32), repeats: int = 20, sh_degree: int = 2) -> list:
   # As the entry points (train, evaluate, render) run: with the tuned allocator.
-  runtime.tune_host_allocator()
-  cfg = render_lib.RenderConfig(sample_rate=SR)
+  backend.tune_host_allocator()
+  cfg = renderer.RenderConfig(sample_rate=SR)
   out = []
   for b in batches:
     g, poses, src_tf = _scene(jax.random.PRNGKey(b), b, sh_degree)
-
-    @jax.jit
-    def from_gaussians(g, poses, src_tf):
-      return render_lib.render_waveform_batch(g, poses, src_tf, cfg, length=L,
-                                              frames_major=True)
-
-    @jax.jit
-    def from_planes(planes, poses, src_tf):
-      return render_lib.render_waveform_batch(planes, poses, src_tf, cfg, length=L,
-                                              frames_major=True)
-
-    @jax.jit
-    def from_planes_chunked(planes, poses, src_tf):
-      return render_lib.render_waveform_batch(planes, poses, src_tf, cfg, length=L,
-                                              frames_major=True, chunk_size=CHUNK)
-
-    prep = jax.jit(render_lib.prepare, static_argnums=1)
-    planes = jax.block_until_ready(prep(g, cfg))
-    c1, t1 = _time(from_gaussians, g, poses, src_tf, repeats=repeats)
+    whole = _waves(cfg)
+    prep = jax.jit(renderer.fields, static_argnums=1)
+    fields = jax.block_until_ready(prep(g, cfg))
+    c1, t1 = _time(whole, g, poses, src_tf, repeats=repeats)
     j0 = _cpu_jiffies()
-    c2, t2 = _time(from_planes, planes, poses, src_tf, repeats=repeats)
+    c2, t2 = _time(whole, fields, poses, src_tf, repeats=repeats)
     steal = _steal_fraction(j0, _cpu_jiffies())
     extra = {}
     if b > CHUNK:
-      # The inference-path variants, timed interleaved so that they see the same
-      # machine load: whole batch vs chunks of CHUNK poses, each with glibc's
-      # default mmap threshold and with runtime.tune_host_allocator().
-      c3, _ = _time(from_planes_chunked, planes, poses, src_tf, repeats=1)
-      variants = {"whole": from_planes, "chunked": from_planes_chunked}
-      ts = {(k, a): [] for k in variants for a in ("default", "tuned")}
-      j0 = _cpu_jiffies()
-      for _ in range(repeats):
-        for (k, a), lst in ts.items():
-          (runtime.tune_host_allocator if a == "tuned" else runtime.restore_host_allocator)()
-          jax.block_until_ready(variants[k](planes, poses, src_tf))  # allocator warm-up
-          t0 = time.perf_counter()
-          jax.block_until_ready(variants[k](planes, poses, src_tf))
-          lst.append(time.perf_counter() - t0)
-      runtime.tune_host_allocator()
+      chunked = _waves(cfg, CHUNK)
+      c3, _ = _time(chunked, fields, poses, src_tf, repeats=1)
       extra = {"chunk_size": CHUNK, "compile_s_chunked": c3,
-               "interleaved_ms_per_clip": {f"{k}_{a}_alloc": 1e3 * float(np.median(v)) / b
-                                           for (k, a), v in ts.items()},
-               # Best of the repeats: the least disturbed by other tenants.
-               "interleaved_min_ms_per_clip": {f"{k}_{a}_alloc": 1e3 * float(np.min(v)) / b
-                                               for (k, a), v in ts.items()},
-               "host_steal_fraction": _steal_fraction(j0, _cpu_jiffies())}
+               **_interleaved({"whole": whole, "chunked": chunked}, (fields, poses, src_tf),
+                              b, repeats)}
     _, tp = _time(prep, g, cfg, repeats=repeats)
     out.append({"model": "audiogs", "batch": b, "sh_degree": sh_degree,
                 "ms_per_clip": 1e3 * t2 / b, "compile_s": c2,
                 "host_steal_fraction_ms_per_clip": steal, **extra,
                 "ms_per_clip_from_gaussians": 1e3 * t1 / b, "compile_s_from_gaussians": c1,
                 "prepare_ms": 1e3 * tp, "num_gaussians": F * T,
-                **_memory(from_planes, planes, poses, src_tf)})
+                **_memory(whole, fields, poses, src_tf)})
   return out
 
 
 def bench_train_step(batch: int = 8, repeats: int = 10) -> list:
-  from audiogs_jax import config as config_lib
-  from audiogs_jax import dataset
-  from audiogs_jax import train as train_lib
-  from audiogs_jax.models import SceneInfo, get_model
   out = []
   for custom in (True, False):
     cfg = config_lib.load_config_file(ROOT / "configs" / "default.py")
     cfg.train.batch_size = batch
-    cfg.model.metres_per_unit = 1.0
+    cfg.model.audiogs.metres_per_unit = 1.0
     info = SceneInfo(F, T, SR, (0.0, 0.0, 0.0), 1.0)
-    state, tx = train_lib.create_train_state(cfg, info, jax.random.PRNGKey(0))
+    state, tx = trainstate.create_train_state(cfg, info, jax.random.PRNGKey(0))
     model = get_model("audiogs")
     if not custom:  # the same model with JAX's autodiff backward, for comparison
-      from audiogs_jax.models import audiogs as audiogs_model
-
       def _render(params, poses, source_tf, config):
         rc = dataclasses.replace(audiogs_model.render_config(config), custom_backward=False)
-        return render_lib.render_batch_tf(params, poses, source_tf, rc)
+        return renderer.render(params, poses, source_tf, rc)
       model = dataclasses.replace(model, render=_render)
     n = 16
     _, poses, src_tf = _scene(jax.random.PRNGKey(1), n)
@@ -234,7 +236,7 @@ def bench_train_step(batch: int = 8, repeats: int = 10) -> list:
     data = dataset.ClipShards(poses=poses[None], source_tf=src_tf[None],
                               target_tf=dsp.stft_frames(jnp.asarray(tgt))[None],
                               count=jnp.asarray([n], jnp.int32))
-    step = train_lib.make_sampled_step(model, tx, cfg)
+    step = trainstate.make_sampled_step(model, tx, cfg)
     compile_s, t = _time_step(step, state, data, repeats)
     out.append({"model": "audiogs", "batch": batch,
                 "backward": "custom_vjp" if custom else "autodiff",
@@ -255,14 +257,9 @@ SCALING_NOTE = (
 
 def _scaling_row(devices: int, batch: int, seconds: float, repeats: int) -> dict:
   """ms per train step on the first ``devices`` devices of this process."""
-  from audiogs_jax import config as config_lib
-  from audiogs_jax import dataset, parallel
-  from audiogs_jax import train as train_lib
-  from audiogs_jax.data.scene import SceneData
-  from audiogs_jax.models import get_model
   cfg = config_lib.load_config_file(ROOT / "configs" / "default.py")
   cfg.train.batch_size = batch
-  cfg.model.metres_per_unit = 1.0
+  cfg.model.audiogs.metres_per_unit = 1.0
   cfg.mesh.data = devices
   length = int(round(SR * seconds))
   n = 16
@@ -275,12 +272,12 @@ def _scaling_row(devices: int, batch: int, seconds: float, repeats: int) -> dict
                     clip_ids=[str(i) for i in range(n)])
   model = get_model("audiogs")
   layout = parallel.make_layout(cfg, 0, model, devices=jax.devices()[:devices])
-  info = train_lib.scene_info_of(scene, cfg)
-  host, tx = train_lib.create_train_state(cfg, info, jax.random.PRNGKey(0))
+  info = workdir.scene_info_of(scene, cfg)
+  host, tx = trainstate.create_train_state(cfg, info, jax.random.PRNGKey(0))
   host = jax.device_get(host)
   state = parallel.put_global(host, layout.state_shardings(host, tx))
   data = dataset.shard_clips(lambda i: scene, 0, cfg, layout)
-  step = train_lib.make_sampled_step(model, tx, cfg, layout, state, data)
+  step = trainstate.make_sampled_step(model, tx, cfg, layout, state, data)
   compile_s, t = _time_step(step, state, data, repeats)
   ms = 1e3 * t
   return {"devices": devices, "batch": batch, "clip_seconds": seconds,
@@ -397,7 +394,7 @@ def main(argv=None) -> int:
 def _stream_section(args) -> dict:
   sys.path.insert(0, str(ROOT / "scripts"))
   import bench_stream
-  runtime.tune_host_allocator()
+  backend.tune_host_allocator()
   out = {"stream": bench_stream.bench_stream(repeats=100 if args.quick else 400)}
   if args.stream_workdir:
     out["stream_mag"] = bench_stream.stream_mag(args.stream_workdir)
