@@ -14,12 +14,12 @@ renderer's (``scripts/bench_stream.py``). Included in the default run.
 
 Render: one 1-s binaural clip at 22050 Hz (F = 257, T = 173, N = 44,461
 Gaussians), batches of 1 and 32 poses, after compilation; the time includes the
-ISTFT to waveforms. Timed with ``runtime.tune_host_allocator()``, as the entry points run
+ISTFT to waveforms. Timed with ``backend.tune_host_allocator()``, as the entry points run
 (``train``, ``evaluate`` and ``render`` call it). Two paths are timed: from the ``Gaussians`` pytree (the
 re-layout to frames-major planes fused into the call) and from ``Planes``
 prepared once per scene (``render.prepare``), the inference path, for batch
 32 also in chunks of 2 poses (``render_waveform_batch(..., chunk_size=2)``)
-and with ``runtime.tune_host_allocator()``: ``interleaved_ms_per_clip`` holds
+and with ``backend.tune_host_allocator()``: ``interleaved_ms_per_clip`` holds
 the four combinations, timed interleaved (same machine load), medians, and
 ``interleaved_min_ms_per_clip`` the best of the repeats; ``host_steal_fraction``
 is the share of the host's CPU time the hypervisor gave to other tenants while
@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 from audiogs_jax import dsp, geometry  # noqa: E402
 from audiogs_jax import render as render_lib  # noqa: E402
-from audiogs_jax import runtime  # noqa: E402
+from audiogs_jax import backend  # noqa: E402
 from audiogs_jax.gaussians import init_gaussians  # noqa: E402
 
 SR, F, T, L = 22050, 257, 173, 22050
@@ -145,7 +145,7 @@ def _scene(key, batch: int, sh_degree: int = 2):
 
 def bench_render(batches=(1, 32), repeats: int = 20, sh_degree: int = 2) -> list:
   # As the entry points (train, evaluate, render) run: with the tuned allocator.
-  runtime.tune_host_allocator()
+  backend.tune_host_allocator()
   cfg = render_lib.RenderConfig(sample_rate=SR)
   out = []
   for b in batches:
@@ -176,19 +176,19 @@ def bench_render(batches=(1, 32), repeats: int = 20, sh_degree: int = 2) -> list
     if b > CHUNK:
       # The inference-path variants, timed interleaved so that they see the same
       # machine load: whole batch vs chunks of CHUNK poses, each with glibc's
-      # default mmap threshold and with runtime.tune_host_allocator().
+      # default mmap threshold and with backend.tune_host_allocator().
       c3, _ = _time(from_planes_chunked, planes, poses, src_tf, repeats=1)
       variants = {"whole": from_planes, "chunked": from_planes_chunked}
       ts = {(k, a): [] for k in variants for a in ("default", "tuned")}
       j0 = _cpu_jiffies()
       for _ in range(repeats):
         for (k, a), lst in ts.items():
-          (runtime.tune_host_allocator if a == "tuned" else runtime.restore_host_allocator)()
+          (backend.tune_host_allocator if a == "tuned" else backend.restore_host_allocator)()
           jax.block_until_ready(variants[k](planes, poses, src_tf))  # allocator warm-up
           t0 = time.perf_counter()
           jax.block_until_ready(variants[k](planes, poses, src_tf))
           lst.append(time.perf_counter() - t0)
-      runtime.tune_host_allocator()
+      backend.tune_host_allocator()
       extra = {"chunk_size": CHUNK, "compile_s_chunked": c3,
                "interleaved_ms_per_clip": {f"{k}_{a}_alloc": 1e3 * float(np.median(v)) / b
                                            for (k, a), v in ts.items()},
@@ -397,7 +397,7 @@ def main(argv=None) -> int:
 def _stream_section(args) -> dict:
   sys.path.insert(0, str(ROOT / "scripts"))
   import bench_stream
-  runtime.tune_host_allocator()
+  backend.tune_host_allocator()
   out = {"stream": bench_stream.bench_stream(repeats=100 if args.quick else 400)}
   if args.stream_workdir:
     out["stream_mag"] = bench_stream.stream_mag(args.stream_workdir)

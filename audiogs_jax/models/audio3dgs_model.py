@@ -3,26 +3,57 @@
 The points and the U-Net's parameters live in one ``Audio3DGSParams`` pytree,
 so the shared ``train_step``, checkpoints, evaluation and rendering serve it
 unchanged. The published loss (L2 on mono and difference magnitudes) is used.
+
+Its own config fields (``default_config``) are read through ``_fields``; the
+STFT (``n_fft``, ``hop_length``), ``head_radius`` and ``init_spread`` are the
+shared ``config.model`` fields. The model has convolutions (the U-Net), which
+the backend may compile with its convolution options
+(``backend.compiler_options``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
+import ml_collections
 
-from audiogs_jax import runtime
+from audiogs_jax import backend
 from audiogs_jax.gaussians import Gaussians
 from audiogs_jax.models import RenderModel, SceneInfo, register
 from audiogs_jax.models import audio3dgs as a3
 
+NAME = "audio3dgs_unet"
+#: The model's name in report tables.
+label = "Audio 3DGS"
+#: Its maths has convolutions (``RenderModel.convolutional``).
+CONVOLUTIONAL = True
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Audio 3DGS's own config fields and their defaults."""
+  c = ml_collections.ConfigDict()
+  c.unet_width = 64                   # channels of the first U-Net level (64 published)
+  c.unet_levels = 4                   # down/up levels
+  c.max_norm = 25.0                   # scene units; distance map = |p| / max_norm
+  c.compute_dtype = "float32"         # float32 | bfloat16 (U-Net compute only)
+  return c
+
+
+def _fields(config):
+  """The config holding this model's own fields (``default_config``)."""
+  return config.model
+
 
 def model_config(config) -> a3.Audio3DGSConfig:
-  m = config.model
+  """``Audio3DGSConfig`` from a full config (``config.model``, ``config.data``)."""
+  m, shared = _fields(config), config.model
   return a3.Audio3DGSConfig(
-      sample_rate=int(config.data.sample_rate), n_fft=int(m.n_fft),
-      hop_length=int(m.hop_length), max_norm=float(m.max_norm),
+      sample_rate=int(config.data.sample_rate), n_fft=int(shared.n_fft),
+      hop_length=int(shared.hop_length), max_norm=float(m.max_norm),
       unet_width=int(m.unet_width), unet_levels=int(m.unet_levels),
-      compute_dtype=str(m.compute_dtype), head_radius=float(m.head_radius))
+      compute_dtype=str(m.compute_dtype), head_radius=float(shared.head_radius))
 
 
 def init(key, scene: SceneInfo, config) -> a3.Audio3DGSParams:
@@ -68,7 +99,14 @@ def gaussian_axes(params: a3.Audio3DGSParams):
   return a3.Audio3DGSParams(points=points, unet=jax.tree.map(lambda _: None, params.unet))
 
 
-register(RenderModel(name="audio3dgs_unet", init=init, render=render, loss=loss,
+def _interface_fields() -> dict:
+  """``convolutional=CONVOLUTIONAL`` where ``RenderModel`` has that field;
+  otherwise the ``compiler_options`` hook with the same options."""
+  if "convolutional" in {f.name for f in dataclasses.fields(RenderModel)}:
+    return {"convolutional": CONVOLUTIONAL}
+  return {"compiler_options": lambda: backend.compiler_options(CONVOLUTIONAL) or {}}
+
+
+register(RenderModel(name=NAME, init=init, render=render, loss=loss,
                      labels=labels, positions=positions, energy=energy,
-                     gaussian_axes=gaussian_axes,
-                     compiler_options=runtime.conv_compiler_options))
+                     gaussian_axes=gaussian_axes, **_interface_fields()))
