@@ -1,10 +1,11 @@
 """Vectorisable float32 sin/cos, exp and log for the renderer's hot loop.
 
-XLA:CPU lowers ``jnp.sin``/``jnp.cos`` to slow, poorly vectorised code (about
-12-18 ns per element on the 2-core CI machine, against under 1 ns for a
-multiply-add), and the renderer evaluates one sine and one cosine per Gaussian,
-ear and pose. These replacements are plain polynomial evaluations after a range
-reduction, so XLA fuses and vectorises them with the rest of the render:
+The AudioGS renderer evaluates one sine, one cosine, one exp and one log per
+Gaussian, ear and pose. XLA:CPU lowers ``jnp.sin``/``jnp.cos`` to code that does
+not vectorise with the rest of the render; these replacements are plain
+polynomial evaluations after a range reduction, so XLA fuses and vectorises
+them with the surrounding elementwise pass. ``backend.transcendentals`` picks
+them (CPU only); ``docs/performance.md`` has the measurements.
 
 - ``sincos``: reduction to [-pi, pi] then degree-15/16 Taylor polynomials;
   absolute error < 2e-6 for |x| <= 10, < 5e-6 for |x| <= 100 and < 5e-5 for
@@ -53,19 +54,6 @@ def _sincos_raw(x):
   return r * _horner(r2, _SIN), _horner(r2, _COS)
 
 
-@jax.custom_jvp
-def sincos(x):
-  """(sin x, cos x) for float32 x, any shape."""
-  return _sincos_raw(x)
-
-
-@sincos.defjvp
-def _sincos_jvp(primals, tangents):
-  (x,), (dx,) = primals, tangents
-  s, c = _sincos_raw(x)
-  return (s, c), (c * dx, -s * dx)
-
-
 def _exp_raw(x):
   y = jnp.clip(x * _LOG2E, -126.0, 127.0)
   n = jnp.round(y)
@@ -74,19 +62,6 @@ def _exp_raw(x):
   scale = jax.lax.bitcast_convert_type(
       (n.astype(jnp.int32) + 127) << 23, jnp.float32)   # 2^n
   return p * scale
-
-
-@jax.custom_jvp
-def exp(x):
-  """e^x for float32 x (flushes to ~1e-38 below x = -87, saturates above 88)."""
-  return _exp_raw(x)
-
-
-@exp.defjvp
-def _exp_jvp(primals, tangents):
-  (x,), (dx,) = primals, tangents
-  y = _exp_raw(x)
-  return y, y * dx
 
 
 def _log_raw(x):
@@ -102,13 +77,28 @@ def _log_raw(x):
   return e.astype(jnp.float32) * _LN2 + series
 
 
-@jax.custom_jvp
-def log(x):
-  """Natural log of positive normal float32 x."""
-  return _log_raw(x)
+def _with_jvp(raw, tangent, name: str, doc: str):
+  """``raw`` as a ``jax.custom_jvp`` function whose tangent
+  ``tangent(x, raw(x), dx)`` reuses the fast primal."""
+
+  @jax.custom_jvp
+  def fn(x):
+    return raw(x)
+
+  @fn.defjvp
+  def _jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    y = raw(x)
+    return y, tangent(x, y, dx)
+
+  fn.__name__ = fn.__qualname__ = name
+  fn.__doc__ = doc
+  return fn
 
 
-@log.defjvp
-def _log_jvp(primals, tangents):
-  (x,), (dx,) = primals, tangents
-  return _log_raw(x), dx / x
+sincos = _with_jvp(_sincos_raw, lambda x, sc, dx: (sc[1] * dx, -sc[0] * dx), "sincos",
+                   """(sin x, cos x) for float32 x, any shape.""")
+exp = _with_jvp(_exp_raw, lambda x, y, dx: y * dx, "exp",
+                """e^x for float32 x (flushes to ~1e-38 below x = -87, saturates above 88).""")
+log = _with_jvp(_log_raw, lambda x, y, dx: dx / x, "log",
+                """Natural log of positive normal float32 x.""")

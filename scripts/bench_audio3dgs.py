@@ -9,12 +9,12 @@ published U-Net width (64):
 - ``unet_ms_per_clip``: the U-Net alone on the same input (what the PyTorch
   reference computes);
 - ``unet_xla_defaults_ms_per_clip``: the U-Net compiled with XLA's default
-  options instead of ``runtime.conv_compiler_options()`` (which ``train``,
+  options instead of ``backend.conv_compiler_options()`` (which ``train``,
   ``evaluate`` and ``render`` use, and so does every other JAX timing here);
 - ``unet_vs_torch``: ``unet_ms_per_clip / torch_ms_per_clip`` (medians of the
   interleaved calls), and ``unet_vs_torch_min`` (fastest calls);
 - ``torch_tuned_alloc_ms_per_clip`` and ``unet_vs_torch_tuned_alloc``: PyTorch
-  with ``runtime.tune_host_allocator()`` too (``torch_ms_per_clip`` is PyTorch
+  with ``backend.tune_host_allocator()`` too (``torch_ms_per_clip`` is PyTorch
   as its users run it, with glibc's default allocator; the JAX calls always run
   with the tuned one, as ``train``, ``evaluate`` and ``render`` do);
 - ``host_steal_fraction``: the share of the host's CPU time the hypervisor
@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from audiogs_jax import runtime
+from audiogs_jax import backend
 from audiogs_jax.models import audio3dgs as a3
 
 NUM_FRAMES = 173  # 1 s at 22050 Hz, hop 128 (librosa centred frames)
@@ -71,6 +71,100 @@ def _timed(fn, *args):
   return time.perf_counter() - t0
 
 
+def _inputs(width: int, batch: int, compute_dtype: str, seed: int):
+  """Config, parameters, poses ``[B, 4, 4]`` and sources ``[B, F, T]`` of one run."""
+  config = a3.Audio3DGSConfig(unet_width=width, compute_dtype=compute_dtype)
+  f, t = config.num_freqs, NUM_FRAMES
+  rng = np.random.default_rng(seed)
+  src = jnp.asarray(rng.standard_normal((batch, f, t)) + 1j * rng.standard_normal((batch, f, t)),
+                    jnp.complex64)
+  poses = jnp.asarray(np.tile(np.eye(4), (batch, 1, 1)), jnp.float32)
+  poses = poses.at[:, :3, 3].set(jnp.asarray(rng.uniform(-1, 1, (batch, 3)), jnp.float32))
+  params = a3.init_params(jax.random.PRNGKey(seed), f, t, config=config,
+                          source_mag=np.abs(np.asarray(src[0])), spread=0.5)
+  return config, params, poses, src
+
+
+def _torch_call(width: int, maps, seed: int):
+  """A warmed-up no-argument call of the PyTorch U-Net on ``maps``, or None without torch."""
+  ref = _torch_reference()
+  if ref is None:
+    return None
+  import torch
+  torch.set_num_threads(os.cpu_count() or 1)
+  torch.manual_seed(seed)
+  tmodel = ref.TorchUNet(base_width=width).eval()
+  x = torch.from_numpy(np.array(maps)).permute(0, 3, 1, 2).contiguous()
+
+  def call():
+    with torch.inference_mode():
+      return tmodel(x)
+  call()
+  return call
+
+
+def _interleaved(repeats: int, fwd, unet_fwd, unet_default, unet_args, torch_call) -> dict:
+  """Timed calls (seconds) of every implementation, interleaved so that all see
+  the same load. JAX runs as the entry points run it, with
+  backend.tune_host_allocator(); PyTorch as its users run it, with glibc's
+  default allocator, and also with the tuned one (it helps PyTorch's per-layer
+  allocations, not XLA's). A warm-up call follows each switch, so that every
+  timed call sees a settled heap."""
+  ts = {k: [] for k in ("render", "unet", "default", "torch", "torch_tuned")}
+
+  def torch_timed():
+    t0 = time.perf_counter()
+    torch_call()
+    return time.perf_counter() - t0
+
+  for _ in range(repeats):
+    backend.tune_host_allocator()
+    jax.block_until_ready(fwd())
+    ts["render"].append(_timed(fwd))
+    ts["unet"].append(_timed(unet_fwd, *unet_args))
+    ts["default"].append(_timed(unet_default, *unet_args))
+    if torch_call is not None:
+      torch_call()
+      ts["torch_tuned"].append(torch_timed())
+      backend.restore_host_allocator()
+      torch_call()
+      ts["torch"].append(torch_timed())
+  backend.tune_host_allocator()
+  return ts
+
+
+def _train_step_ms(params, poses, src, config, options, repeats: int) -> float:
+  """Median ms of one jitted loss + grad + Adam update (batch of ``poses``)."""
+  opt = optax.adam(1e-3)
+  target = jnp.stack([src * 0.5, src * 0.3], axis=1)
+
+  @functools.partial(jax.jit, compiler_options=options)
+  def step(p, state):
+    (val, _), g = jax.value_and_grad(
+        lambda q: a3.loss(a3.render_batch(q, poses, src, config), target), has_aux=True)(p)
+    updates, state = opt.update(g, state, p)
+    return optax.apply_updates(p, updates), state, val
+
+  state = opt.init(params)
+  p, state, _ = jax.block_until_ready(step(params, state))
+  step_times = []
+  for _ in range(max(2, repeats // 2)):
+    t0 = time.perf_counter()
+    p, state, _ = jax.block_until_ready(step(p, state))
+    step_times.append(time.perf_counter() - t0)
+  return 1e3 * statistics.median(step_times)
+
+
+def _versions(with_torch_ref: bool) -> dict:
+  out = {"cpu_count": os.cpu_count(), "load_avg_1min": os.getloadavg()[0],
+         "jax_version": jax.__version__, "backend": jax.default_backend()}
+  if with_torch_ref:
+    import torch
+    out["torch_version"] = torch.__version__
+    out["torch_threads"] = torch.get_num_threads()
+  return out
+
+
 def bench(width: int = 64, batch: int = 1, repeats: int = 5, *, train_step: bool = True,
           with_torch: bool = True, compute_dtype: str = "float32", seed: int = 0) -> dict:
   """Times the JAX render forward (and a train step, batch 1) and the torch U-Net.
@@ -81,17 +175,8 @@ def bench(width: int = 64, batch: int = 1, repeats: int = 5, *, train_step: bool
     torch_min_ms_per_clip (None without torch), plus the machine's core count,
     load average and versions.
   """
-  config = a3.Audio3DGSConfig(unet_width=width, compute_dtype=compute_dtype)
-  f, t = config.num_freqs, NUM_FRAMES
-  rng = np.random.default_rng(seed)
-  src = jnp.asarray(rng.standard_normal((batch, f, t)) + 1j * rng.standard_normal((batch, f, t)),
-                    jnp.complex64)
-  poses = jnp.asarray(np.tile(np.eye(4), (batch, 1, 1)), jnp.float32)
-  poses = poses.at[:, :3, 3].set(jnp.asarray(rng.uniform(-1, 1, (batch, 3)), jnp.float32))
-  params = a3.init_params(jax.random.PRNGKey(seed), f, t, config=config,
-                          source_mag=np.abs(np.asarray(src[0])), spread=0.5)
-
-  options = runtime.conv_compiler_options()
+  config, params, poses, src = _inputs(width, batch, compute_dtype, seed)
+  options = backend.conv_compiler_options()
   render = jax.jit(a3.render_batch, static_argnames="config")
   t0 = time.perf_counter()
   compiled = render.lower(params, poses, src, config=config).compile(compiler_options=options)
@@ -106,97 +191,36 @@ def bench(width: int = 64, batch: int = 1, repeats: int = 5, *, train_step: bool
   unet_default = jax.jit(unet.apply).lower(params.unet, maps).compile()
   jax.block_until_ready(unet_fwd(params.unet, maps))
   jax.block_until_ready(unet_default(params.unet, maps))
-
-  ref = _torch_reference() if with_torch else None
-  torch_call = None
-  if ref is not None:
-    import torch
-    torch.set_num_threads(os.cpu_count() or 1)
-    torch.manual_seed(seed)
-    tmodel = ref.TorchUNet(base_width=width).eval()
-    x = torch.from_numpy(np.array(maps)).permute(0, 3, 1, 2).contiguous()
-
-    def torch_call():
-      with torch.inference_mode():
-        return tmodel(x)
-    torch_call()
+  torch_call = _torch_call(width, maps, seed) if with_torch else None
 
   import bench as host  # scripts/bench.py: the hypervisor's share of the CPU
   jiffies = host._cpu_jiffies()
-  times, unet_times, default_times, torch_times, torch_tuned_times = [], [], [], [], []
-
-  def torch_timed():
-    t0 = time.perf_counter()
-    torch_call()
-    return time.perf_counter() - t0
-
-  # Interleaved, so that every implementation sees the same load. JAX runs as
-  # the entry points run it, with runtime.tune_host_allocator(); PyTorch as its
-  # users run it, with glibc's default allocator, and also with the tuned one
-  # (it helps PyTorch's per-layer allocations, not XLA's). A warm-up call
-  # follows each switch, so that every timed call sees a settled heap.
-  for _ in range(repeats):
-    runtime.tune_host_allocator()
-    jax.block_until_ready(fwd())
-    times.append(_timed(fwd))
-    unet_times.append(_timed(unet_fwd, params.unet, maps))
-    default_times.append(_timed(unet_default, params.unet, maps))
-    if torch_call is not None:
-      torch_call()
-      torch_tuned_times.append(torch_timed())
-      runtime.restore_host_allocator()
-      torch_call()
-      torch_times.append(torch_timed())
-  runtime.tune_host_allocator()
-
+  ts = _interleaved(repeats, fwd, unet_fwd, unet_default, (params.unet, maps), torch_call)
   steal = host._steal_fraction(jiffies, host._cpu_jiffies())
   step_ms = None
   if train_step and batch == 1:
-    opt = optax.adam(1e-3)
-    target = jnp.stack([src * 0.5, src * 0.3], axis=1)
+    step_ms = _train_step_ms(params, poses, src, config, options, repeats)
 
-    @functools.partial(jax.jit, compiler_options=options)
-    def step(p, state):
-      (val, _), g = jax.value_and_grad(
-          lambda q: a3.loss(a3.render_batch(q, poses, src, config), target), has_aux=True)(p)
-      updates, state = opt.update(g, state, p)
-      return optax.apply_updates(p, updates), state, val
-
-    state = opt.init(params)
-    p, state, _ = jax.block_until_ready(step(params, state))
-    step_times = []
-    for _ in range(max(2, repeats // 2)):
-      t0 = time.perf_counter()
-      p, state, _ = jax.block_until_ready(step(p, state))
-      step_times.append(time.perf_counter() - t0)
-    step_ms = 1e3 * statistics.median(step_times)
-
-  per = lambda ts: None if not ts else 1e3 * statistics.median(ts) / batch
-  best = lambda ts: None if not ts else 1e3 * min(ts) / batch
-  out = {
+  per = lambda k: None if not ts[k] else 1e3 * statistics.median(ts[k]) / batch
+  best = lambda k: None if not ts[k] else 1e3 * min(ts[k]) / batch
+  ratio = lambda k: None if not ts["torch"] else (
+      statistics.median(ts["unet"]) / statistics.median(ts[k]))
+  return {
       "model": "audio3dgs_unet", "batch": batch, "width": width,
-      "compute_dtype": compute_dtype, "grid": [f, t],
-      "ms_per_clip": per(times), "min_ms_per_clip": best(times),
-      "unet_ms_per_clip": per(unet_times),
-      "unet_xla_defaults_ms_per_clip": per(default_times),
-      "unet_vs_torch": None if not torch_times else (
-          statistics.median(unet_times) / statistics.median(torch_times)),
-      "unet_vs_torch_min": None if not torch_times else min(unet_times) / min(torch_times),
+      "compute_dtype": compute_dtype, "grid": [config.num_freqs, NUM_FRAMES],
+      "ms_per_clip": per("render"), "min_ms_per_clip": best("render"),
+      "unet_ms_per_clip": per("unet"),
+      "unet_xla_defaults_ms_per_clip": per("default"),
+      "unet_vs_torch": ratio("torch"),
+      "unet_vs_torch_min": None if not ts["torch"] else min(ts["unet"]) / min(ts["torch"]),
       "xla_compiler_options": options, "compile_s": compile_s,
       "train_step_ms": step_ms,
-      "torch_ms_per_clip": per(torch_times), "torch_min_ms_per_clip": best(torch_times),
-      "torch_tuned_alloc_ms_per_clip": per(torch_tuned_times),
-      "unet_vs_torch_tuned_alloc": None if not torch_times else (
-          statistics.median(unet_times) / statistics.median(torch_tuned_times)),
-      "repeats": repeats, "host_steal_fraction": steal, "cpu_count": os.cpu_count(),
-      "load_avg_1min": os.getloadavg()[0], "jax_version": jax.__version__,
-      "backend": jax.default_backend(),
+      "torch_ms_per_clip": per("torch"), "torch_min_ms_per_clip": best("torch"),
+      "torch_tuned_alloc_ms_per_clip": per("torch_tuned"),
+      "unet_vs_torch_tuned_alloc": ratio("torch_tuned"),
+      "repeats": repeats, "host_steal_fraction": steal,
+      **_versions(torch_call is not None),
   }
-  if ref is not None:
-    import torch
-    out["torch_version"] = torch.__version__
-    out["torch_threads"] = torch.get_num_threads()
-  return out
 
 
 def main():

@@ -2,6 +2,7 @@
 gradients and a short training run, on a tiny grid (n_fft = 32: F = 17, T = 11)."""
 
 import functools
+import pathlib
 import re
 
 import jax
@@ -10,9 +11,14 @@ import numpy as np
 import optax
 import pytest
 
+from audiogs_jax import backend
 from audiogs_jax import geometry
+from audiogs_jax import losses
 from audiogs_jax import sh as sh_lib
+from audiogs_jax.config import load_config_file
 from audiogs_jax.models import audio3dgs as a3
+from audiogs_jax.models import audio3dgs_model as a3m
+from audiogs_jax.models import get_model
 
 CFG = a3.Audio3DGSConfig(n_fft=32, hop_length=8, unet_width=4, unet_levels=2, max_norm=25.0)
 F, T = CFG.num_freqs, 11
@@ -202,6 +208,40 @@ def test_loss_definition():
   np.testing.assert_allclose(aux["diff_l2"], diff, rtol=1e-5)
   np.testing.assert_allclose(total, mono + diff, rtol=1e-5)
   assert float(a3.loss(tgt, tgt)[0]) < 1e-10
+
+
+def test_loss_is_losses_mono_diff_l2():
+  r = _rng(12)
+  z = lambda: jnp.asarray(r.standard_normal((2, 2, 5, 3)) + 1j * r.standard_normal((2, 2, 5, 3)),
+                          jnp.complex64)
+  pred, tgt = z(), z()
+  total, aux = a3.loss(pred, tgt)
+  np.testing.assert_array_equal(total, losses.mono_diff_l2(pred, tgt))
+  np.testing.assert_array_equal(total, aux["mono_l2"] + aux["diff_l2"])
+
+
+def test_model_fields_label_and_registration(monkeypatch):
+  """The model's own config fields come from ``default_config`` through one
+  helper (``_fields``); it is registered as convolutional."""
+  d = a3m.default_config()
+  assert d.to_dict() == {"unet_width": 64, "unet_levels": 4, "max_norm": 25.0,
+                         "compute_dtype": "float32"}
+  assert a3m.label == "Audio 3DGS"
+  cfg = load_config_file(pathlib.Path(__file__).resolve().parents[1] / "configs" / "default.py")
+  for k, v in d.items():
+    assert cfg.model[k] == v, k
+  own = a3m.default_config()
+  own.unet_width, own.max_norm, own.compute_dtype = 8, 10.0, "bfloat16"
+  monkeypatch.setattr(a3m, "_fields", lambda config: own)
+  c = a3m.model_config(cfg)
+  assert (c.unet_width, c.unet_levels, c.max_norm, c.compute_dtype) == (8, 4, 10.0, "bfloat16")
+  assert (c.n_fft, c.hop_length, c.head_radius) == (
+      cfg.model.n_fft, cfg.model.hop_length, cfg.model.head_radius)
+  model = get_model(a3m.NAME)
+  if hasattr(model, "convolutional"):
+    assert model.convolutional is True
+  else:
+    assert model.compiler_options() == backend.conv_compiler_options()
 
 
 @pytest.fixture(scope="module")

@@ -144,3 +144,12 @@ def test_matches_jnp_on_render_range():
   np.testing.assert_allclose(np.asarray(_log(jnp.asarray(r))), np.asarray(jnp.log(r)), atol=1e-6)
   y = rng.uniform(-15.0, 10.0, 100_000).astype(np.float32)
   np.testing.assert_allclose(np.asarray(_exp(jnp.asarray(y))), np.asarray(jnp.exp(y)), rtol=2e-6)
+
+
+def test_public_functions_keep_their_names_and_docs():
+  for fn, name in [(fastmath.sincos, "sincos"), (fastmath.exp, "exp"), (fastmath.log, "log")]:
+    assert fn.__name__ == name and fn.__doc__
+  x = jnp.asarray([0.5, 2.0, 40.0], jnp.float32)
+  y, t = jax.jvp(fastmath.log, (x,), (jnp.full_like(x, 3.0),))
+  np.testing.assert_array_equal(y, _log(x))
+  np.testing.assert_allclose(t, 3.0 / np.asarray(x), rtol=1e-7)

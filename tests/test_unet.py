@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from audiogs_jax import backend
 from audiogs_jax.models import unet as unet_lib
 from audiogs_jax.models.unet import UNet, init_unet
 
@@ -83,10 +84,11 @@ def test_padded_size():
 
 
 def test_no_resize_gather_or_dilated_conv(params):
-  """The only resampling is max-pool (reshape + max) and the 2x2 transposed conv
-  (dot + reshape): no resize/interpolation, gathers, scatters or lhs-dilated convs."""
+  """The only resampling is max-pool (strided views or reshape + max) and the
+  2x2 transposed conv (dot + reshape): no resize/interpolation, gathers,
+  scatters or lhs-dilated convs."""
   x = _x((1, 129, 87, 2))
-  plain = UNet(base_width=WIDTH, conv_impl="xla", split_concat=False)
+  plain = UNet(base_width=WIDTH, conv_impl="xla", split_concat=False, pool_impl="reduce")
   jaxpr = jax.make_jaxpr(plain.apply)(params, x).jaxpr
   eqns = _equations(jaxpr)
   names = {e.primitive.name for e in eqns}
@@ -97,11 +99,17 @@ def test_no_resize_gather_or_dilated_conv(params):
   for e in convs:
     assert tuple(e.params["lhs_dilation"]) == (1, 1)
     assert tuple(e.params["window_strides"]) == (1, 1)
-  # The default (auto algorithms, split decoder concat) on the 144 x 96 padded
-  # grid: levels 3 (18 x 12) and 4 (9 x 6) are at most 256 pixels, so enc_3,
-  # enc_4 and dec_3 (6 convs) are im2col products; dec_0..dec_2's first conv
-  # is two convs each (+3).
-  eqns = _equations(jax.make_jaxpr(UNet(base_width=WIDTH).apply)(params, x).jaxpr)
+  # The CPU choices on the 144 x 96 padded grid: levels 3 (18 x 12) and 4
+  # (9 x 6) are at most 256 pixels, so enc_3, enc_4 and dec_3 (6 convs) are
+  # im2col products; dec_0..dec_2's first conv is two convs each (+3).
+  cpu = UNet(base_width=WIDTH, conv_impl=tuple(
+      backend.conv3x3_impl((1, 144 >> i, 96 >> i, 1), "cpu") for i in range(5)),
+      split_concat=tuple(backend.split_concat((1, 144 >> i, 96 >> i, WIDTH << i), "cpu")
+                         for i in range(4)), pool_impl=backend.maxpool_impl("cpu"))
+  jaxpr = jax.make_jaxpr(cpu.apply)(params, x)
+  if jax.default_backend() == "cpu":  # what "auto" chooses here
+    assert str(jax.make_jaxpr(UNet(base_width=WIDTH).apply)(params, x)) == str(jaxpr)
+  eqns = _equations(jaxpr.jaxpr)
   convs = [e for e in eqns if e.primitive.name == "conv_general_dilated"]
   assert len(convs) == 2 * (2 * 4 + 1) + 1 - 6 + 3
   assert all(tuple(e.params["lhs_dilation"]) == (1, 1) for e in convs)
@@ -165,13 +173,18 @@ def test_conv3x3_algorithms_match_flax_conv_and_reference(impl):
 
 
 def test_conv_impl_per_level_is_the_same_function(params):
+  """The backend's choices (``"auto"``), the plain layers (GPU/TPU's choices)
+  and any mix of algorithms compute the same function."""
   x = _x((1, 33, 19, 2))
-  ref = _run(UNet(base_width=WIDTH, conv_impl="xla", split_concat=False).apply, params, x)
+  ref = _run(UNet(base_width=WIDTH, conv_impl="xla", split_concat=False,
+                  pool_impl="reduce").apply, params, x)
   np.testing.assert_allclose(_run(UNet(base_width=WIDTH).apply, params, x), ref, atol=2e-4)
   mixed = UNet(base_width=WIDTH, conv_impl=("xla", "rows", "im2col", "shift", "rows"))
   np.testing.assert_allclose(_run(mixed.apply, params, x), ref, atol=2e-4)
   with pytest.raises(ValueError, match="conv impl"):
     UNet(base_width=WIDTH, conv_impl="winograd").apply(params, x)
+  with pytest.raises(ValueError, match="pool impl"):
+    UNet(base_width=WIDTH, pool_impl="average").apply(params, x)
 
 
 def test_bfloat16_compute_keeps_float32_params_and_output():
@@ -238,34 +251,38 @@ def test_conv_block_bias_reaches_the_output():
   np.testing.assert_allclose(_run(block.apply, p, x), h, atol=1e-4)
 
 
-def test_maxpool_matches_a_window_loop():
+@pytest.mark.parametrize("impl", unet_lib._POOL_IMPLS)
+def test_maxpool_matches_a_window_loop(impl):
   x = np.asarray(_x((2, 6, 4, 3)))
   ref = np.empty((2, 3, 2, 3), np.float32)
   for i in range(3):
     for j in range(2):
       ref[:, i, j] = x[:, 2 * i:2 * i + 2, 2 * j:2 * j + 2].max(axis=(1, 2))
-  np.testing.assert_array_equal(_run(unet_lib._maxpool2x2, jnp.asarray(x)), ref)
+  out = _run(lambda v: unet_lib.maxpool2x2(v, impl), jnp.asarray(x))
+  np.testing.assert_array_equal(out, ref)
 
 
 def test_split_concat_auto_levels():
-  """At the published size (272 x 176 padded, width 64) "auto" splits the
-  decoder concat at levels 0 and 1 (big maps, small kernels) and not at 2 and 3."""
+  """On CPU, at the published size (272 x 176 padded, width 64), "auto" splits
+  the decoder concat at levels 0 and 1 (big maps, small kernels) and not at 2
+  and 3; it follows ``backend.split_concat``."""
   m = UNet(base_width=64)
   shapes = [(1, 272 >> i, 176 >> i, 64 << i) for i in range(4)]
-  assert [m._split(i, s) for i, s in enumerate(shapes)] == [True, True, False, False]
+  assert [backend.split_concat(s, "cpu") for s in shapes] == [True, True, False, False]
+  assert [m._split(i, s) for i, s in enumerate(shapes)] == [
+      backend.split_concat(s) for s in shapes]
   assert UNet(split_concat=(True, False, True, False))._split(2, shapes[2]) is True
   assert UNet(split_concat=False)._split(0, shapes[0]) is False
 
 
 def test_conv_compiler_options_same_function(params, monkeypatch):
-  """``runtime.conv_compiler_options`` (CPU: XLA's convolution instead of
+  """``backend.conv_compiler_options`` (CPU: XLA's convolution instead of
   YNNPACK's) changes the speed, not the function; an option this jaxlib does
   not know, or ``AUDIOGS_JAX_NO_XLA_OPTIONS``, falls back to XLA's defaults."""
-  from audiogs_jax import runtime
-  opts = runtime.conv_compiler_options()
+  opts = backend.conv_compiler_options()
   if jax.default_backend() == "cpu":
-    assert opts == runtime._CPU_CONV_OPTIONS or not runtime._cpu_accepts(
-        tuple(sorted(runtime._CPU_CONV_OPTIONS.items())))
+    assert opts == backend.CPU_CONV_OPTIONS or not backend._cpu_accepts(
+        tuple(sorted(backend.CPU_CONV_OPTIONS.items())))
   x = _x((1, 33, 19, 2))
   f = jax.jit(UNet(base_width=WIDTH).apply)
   ref = f.lower(params, x).compile()(params, x)
@@ -276,6 +293,6 @@ def test_conv_compiler_options_same_function(params, monkeypatch):
     entry = text[text.index("\nENTRY"):]
     assert re.search(r"= f32\[[\d,]+\]\{[\d,]+\} convolution\(", entry), \
         "the 3x3 convolutions should be XLA's own under these options"
-  assert not runtime._cpu_accepts((("xla_cpu_experimental_ynn_fusion_type", "NO_SUCH_TYPE"),))
+  assert not backend._cpu_accepts((("xla_cpu_experimental_ynn_fusion_type", "NO_SUCH_TYPE"),))
   monkeypatch.setenv("AUDIOGS_JAX_NO_XLA_OPTIONS", "1")
-  assert runtime.conv_compiler_options() == {}
+  assert backend.conv_compiler_options() == {}

@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 
 from audiogs_jax import geometry
+from audiogs_jax import losses
 from audiogs_jax import sh as sh_lib
 from audiogs_jax.gaussians import Gaussians, init_gaussians
 from audiogs_jax.models.unet import UNet, init_unet
@@ -270,11 +271,6 @@ def render_batch_tf(params: Audio3DGSParams, poses: jnp.ndarray, source_tf: jnp.
   return jnp.swapaxes(out, -1, -2)
 
 
-def _abs(z, eps: float = 1e-12):
-  """|z| with a finite gradient at z = 0 (as ``losses.safe_abs``)."""
-  return jnp.sqrt(jnp.real(z) ** 2 + jnp.imag(z) ** 2 + eps)
-
-
 def loss(pred_stft: jnp.ndarray, target_stft: jnp.ndarray):
   """The Audio 3DGS loss: L2 on the mono and difference magnitude spectrograms.
 
@@ -284,7 +280,8 @@ def loss(pred_stft: jnp.ndarray, target_stft: jnp.ndarray):
       diff_l2 = mean over (b, f, t) of ((P_L - P_R) - (G_L - G_R))^2
       loss    = mono_l2 + diff_l2
 
-  (the same value as ``losses.mono_diff_l2``). Layout-agnostic: any
+  (the same value as ``losses.mono_diff_l2``, returned with its two terms).
+  ``|P_e|`` is ``losses.safe_abs`` (a finite gradient at 0). Layout-agnostic: any
   ``[B, 2, ...]`` pair of complex spectrograms (``[B, 2, F, T]`` or
   ``[B, 2, T, F]``).
 
@@ -293,7 +290,7 @@ def loss(pred_stft: jnp.ndarray, target_stft: jnp.ndarray):
   """
   chex.assert_equal_shape([pred_stft, target_stft])
   chex.assert_axis_dimension(pred_stft, 1, 2)
-  pl, pr = _abs(pred_stft[:, 0]), _abs(pred_stft[:, 1])
+  pl, pr = losses.safe_abs(pred_stft[:, 0]), losses.safe_abs(pred_stft[:, 1])
   tl, tr = jnp.abs(target_stft[:, 0]), jnp.abs(target_stft[:, 1])
   mono = jnp.mean(((pl + pr) - (tl + tr)) ** 2)
   diff = jnp.mean(((pl - pr) - (tl - tr)) ** 2)

@@ -31,27 +31,20 @@ Choices the papers leave open, fixed here:
   ``nn.ConvTranspose(C', (2, 2), strides=(2, 2))`` (and PyTorch's
   ``ConvTranspose2d(C, C', 2, stride=2)``), but it avoids the zero-dilated
   convolution XLA would otherwise emit, which is slow on CPU.
-- **Max pool** is the elementwise maximum of the four strided 2 x 2 views
-  (``_maxpool2x2``).
+- **Max pool** over 2 x 2 windows (``maxpool2x2``), in the form
+  ``backend.maxpool_impl()`` names.
 - **Conv bias into GroupNorm.** Each 3x3 conv's bias is not added to its
   output: ``GroupNorm(y, bias)`` adds its effect to the statistics and to its
   own per-channel shift, the same function with one pass less over the map.
-- **3x3 convolutions** (``Conv3x3``, the same parameters as ``nn.Conv``) pick
-  their algorithm per layer (``conv_impl="auto"``): XLA's convolution, except at
-  or below ``AUTO_IM2COL_MAX_PIXELS`` pixels (the 17 x 11 bottleneck at the
-  published size), where one ``[HW, 9C] @ [9C, C']`` product (im2col) took
-  5-10 % less time on CPU than XLA's own convolution and 29-55 % less than
-  YNNPACK's (512-1024 channels, best of 7 calls). ``split_concat`` computes a decoder
-  block's first conv on ``concat[skip, up]`` as the sum of two convs (the
-  kernel split on its input channels), which saves writing and reading the
-  concatenated copy; ``"auto"`` does so where that copy is larger than the
-  kernel slices (levels 0 and 1 at the published size). All of these are the
-  same function as the plain layers (tests).
-- **Speed on CPU.** Together with the XLA options of
-  ``runtime.conv_compiler_options`` (XLA's own convolution instead of
-  YNNPACK's), the width-64 forward of a 1-s clip on a 2-core CPU took
-  0.87-1.01x the time of the same network in PyTorch (median 0.94 over eight
-  runs of ``scripts/bench_audio3dgs.py``, which times both in one process).
+- **3x3 convolutions** (``Conv3x3``, the same parameters as ``nn.Conv``) have
+  four algorithms (``conv3x3``: XLA's convolution, im2col, row products,
+  shifted products); ``conv_impl="auto"`` asks ``backend.conv3x3_impl`` per
+  layer. ``split_concat`` computes a decoder block's first conv on
+  ``concat[skip, up]`` as the sum of two convs (the kernel split on its input
+  channels), which saves writing and reading the concatenated copy; ``"auto"``
+  asks ``backend.split_concat``. All of these are the same function as the
+  plain layers (tests); which is fastest depends on the backend
+  (``audiogs_jax.backend``, ``docs/performance.md``).
 
 ``dtype`` is the compute dtype (``jnp.bfloat16`` for mixed precision);
 parameters are always stored in ``param_dtype`` (float32) and GroupNorm
@@ -75,7 +68,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["UNet", "ConvBlock", "GroupNorm", "padded_size", "num_groups", "init_unet"]
+from audiogs_jax import backend
+
+__all__ = ["UNet", "ConvBlock", "GroupNorm", "Conv3x3", "conv3x3", "maxpool2x2",
+           "padded_size", "num_groups", "init_unet"]
 
 _PAD_MODES = ("reflect", "constant", "edge")
 
@@ -91,16 +87,22 @@ def num_groups(channels: int, max_groups: int = 32) -> int:
   return math.gcd(int(max_groups), int(channels))
 
 
-def _maxpool2x2(x: jnp.ndarray) -> jnp.ndarray:
+_POOL_IMPLS = ("views", "reduce")
+
+
+def maxpool2x2(x: jnp.ndarray, impl: str = "views") -> jnp.ndarray:
   """``[B, H, W, C]`` (H, W even) -> ``[B, H/2, W/2, C]``, max over 2 x 2 windows.
 
-  Written as the elementwise maximum of the four strided views rather than a
-  reduction over a ``[.., 2, .., 2, ..]`` reshape: the same values, but XLA:CPU
-  then emits a plain loop fusion instead of handing the pool, together with
-  the convolution after it, to its YNNPACK reduction fusion (which is slower
-  for those convolutions)."""
-  a = jnp.maximum(x[:, 0::2, 0::2], x[:, 0::2, 1::2])
-  return jnp.maximum(a, jnp.maximum(x[:, 1::2, 0::2], x[:, 1::2, 1::2]))
+  Two forms of the same values: ``"views"``, the elementwise maximum of the
+  four strided views; ``"reduce"``, a max over a ``[B, H/2, 2, W/2, 2, C]``
+  reshape (``backend.maxpool_impl`` picks one)."""
+  if impl == "views":
+    a = jnp.maximum(x[:, 0::2, 0::2], x[:, 0::2, 1::2])
+    return jnp.maximum(a, jnp.maximum(x[:, 1::2, 0::2], x[:, 1::2, 1::2]))
+  if impl == "reduce":
+    b, h, w, c = x.shape
+    return jnp.max(x.reshape(b, h // 2, 2, w // 2, 2, c), axis=(2, 4))
+  raise ValueError(f"pool impl must be one of {_POOL_IMPLS}, got {impl!r}")
 
 
 class _UpConv2x2(nn.Module):
@@ -126,26 +128,13 @@ class _UpConv2x2(nn.Module):
 
 
 _CONV_IMPLS = ("xla", "im2col", "rows", "shift")
-#: ``"auto"``: im2col at or below this many pixels (the published U-Net's
-#: 17 x 11 bottleneck), XLA's convolution above (scripts/bench_audio3dgs.py).
-AUTO_IM2COL_MAX_PIXELS = 256
-
-
-#: ``split_concat="auto"``: a decoder level's first conv is split in two when
-#: its input has more than this many pixels per skip channel, i.e. when the
-#: concatenated ``[H, W, 2C]`` copy is larger than twice the ``[3, 3, 2C, C]``
-#: kernel that splitting slices (levels 0-1 of the published U-Net, not 2-3).
-SPLIT_CONCAT_PIXELS_PER_CHANNEL = 18
-
-
-def _auto_impl(shape) -> str:
-  return "im2col" if shape[-3] * shape[-2] <= AUTO_IM2COL_MAX_PIXELS else "xla"
 
 
 def conv3x3(x: jnp.ndarray, kernel: jnp.ndarray, impl: str = "xla") -> jnp.ndarray:
   """3x3 'SAME' (zero-padded) convolution ``[B, H, W, C] * [3, 3, C, C'] -> [B, H, W, C']``.
 
-  Four algorithms for the same function (the choice is a speed matter only):
+  Four algorithms for the same function (the choice is a speed matter only,
+  ``backend.conv3x3_impl``):
   ``"xla"``: ``lax.conv_general_dilated``; ``"im2col"``: the 9 shifted copies
   concatenated on channels, one ``[BHW, 9C] @ [9C, C']`` product; ``"rows"``: the
   3 horizontal shifts concatenated (``[B, H+2, W, 3C]``), then 3 products, one per
@@ -196,7 +185,7 @@ class Conv3x3(nn.Module):
     for p in parts:  # conv(concat(parts)) as a sum of convs: no concatenated copy
       ci = p.shape[-1]
       yi = conv3x3(p.astype(self.dtype), kernel[:, :, off:off + ci],
-                   _auto_impl(p.shape) if self.impl == "auto" else self.impl)
+                   backend.conv3x3_impl(p.shape) if self.impl == "auto" else self.impl)
       y, off = (yi if y is None else y + yi), off + ci
     if not self.add_bias:
       return y, bias
@@ -209,8 +198,8 @@ class GroupNorm(nn.Module):
   The same function as ``flax.linen.GroupNorm`` (biased variance
   ``E[x^2] - E[x]^2`` over H, W and the channels of a group, float32
   statistics), written as per-channel means over the pixels followed by a
-  tiny per-group average: XLA:CPU runs this about 4x faster than the
-  generic version's reduction over a ``[B, H, W, G, C/G]`` view.
+  tiny per-group average rather than a reduction over a ``[B, H, W, G, C/G]``
+  view (the faster form on XLA:CPU; ``docs/performance.md``).
   """
   num_groups: int
   epsilon: float = 1e-5
@@ -285,8 +274,9 @@ class UNet(nn.Module):
     conv_impl: 3x3 convolution algorithm (``conv3x3``): ``"auto"``, ``"xla"``,
       ``"im2col"``, ``"rows"``, ``"shift"``, or a tuple of one per level.
     split_concat: decoder convs on ``(skip, up)`` as two summed convs:
-      ``"auto"`` (where the concatenated copy outweighs the kernel slices,
-      ``SPLIT_CONCAT_PIXELS_PER_CHANNEL``), True, False, or one bool per level.
+      ``"auto"`` (``backend.split_concat``), True, False, or one bool per level.
+    pool_impl: 2x2 max-pool form (``maxpool2x2``): ``"auto"``
+      (``backend.maxpool_impl``), ``"views"`` or ``"reduce"``.
     dtype: compute dtype (float32 or bfloat16).
     param_dtype: parameter dtype (float32).
   """
@@ -297,6 +287,7 @@ class UNet(nn.Module):
   pad_mode: str = "reflect"
   conv_impl: Any = "auto"
   split_concat: Any = "auto"
+  pool_impl: str = "auto"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -306,9 +297,8 @@ class UNet(nn.Module):
 
   def _split(self, level: int, skip_shape) -> bool:
     sc = self.split_concat
-    if sc == "auto":  # split where the concatenated copy outweighs the kernel slices
-      _, h, w, c = skip_shape
-      return h * w > SPLIT_CONCAT_PIXELS_PER_CHANNEL * c
+    if sc == "auto":
+      return backend.split_concat(skip_shape)
     return bool(sc) if isinstance(sc, (bool, int)) else bool(sc[level])
 
   @nn.compact
@@ -325,12 +315,13 @@ class UNet(nn.Module):
 
     kw = dict(norm=self.norm, dtype=self.dtype, param_dtype=self.param_dtype)
     widths = [self.base_width * 2 ** i for i in range(self.levels + 1)]
+    pool = backend.maxpool_impl() if self.pool_impl == "auto" else self.pool_impl
     skips = []
     x = ConvBlock(widths[0], **kw, conv_impl=self._impl(0), name="enc_0")(x)
     for i in range(1, self.levels + 1):
       skips.append(x)
       x = ConvBlock(widths[i], **kw, conv_impl=self._impl(i),
-                    name=f"enc_{i}")(_maxpool2x2(x))
+                    name=f"enc_{i}")(maxpool2x2(x, pool))
     for i in reversed(range(self.levels)):
       up = _UpConv2x2(widths[i], dtype=self.dtype, param_dtype=self.param_dtype,
                       name=f"up_{i}")(x)
