@@ -232,8 +232,7 @@ def load_saved_config(path) -> ml_collections.ConfigDict:
 #: Format 1 kept every model's fields in ``model`` and AudioGS's loss weights in
 #: ``loss``; format 2 gives each model its own sub-config ``model.<name>``.
 _V1_SHARED = ("name", "n_fft", "hop_length")
-_V1_AUDIO3DGS = ("unet_width", "unet_levels", "max_norm", "compute_dtype", "head_radius",
-                 "init_spread")
+_V1_AUDIO3DGS = ("unet_width", "unet_levels", "max_norm", "compute_dtype", "init_spread")
 _V1_LOSS = ("mag_weight", "log_mag_weight", "phase_weight", "frame_tie_weight")
 
 

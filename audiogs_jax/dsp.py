@@ -19,7 +19,7 @@ import functools
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["get_window", "stft", "istft", "stft_frames", "istft_frames", "num_frames",
+__all__ = ["StftSettings", "get_window", "stft", "istft", "stft_frames", "istft_frames", "num_frames",
            "window_sumsquare", "frequencies"]
 
 _WINDOWS = ("hann", "hamming")
@@ -206,3 +206,16 @@ def frequencies(n_fft: int, sample_rate: float) -> np.ndarray:
 def db(x, eps: float = 1e-10):
   """10 log10 of a power-like quantity."""
   return 10.0 * jnp.log10(jnp.maximum(x, eps))
+
+
+class StftSettings:
+  """Mixin of the models' frozen config dataclasses: the STFT they render in, from
+  their ``n_fft``, ``hop_length``, ``win_length`` and ``window`` fields."""
+
+  @property
+  def num_freqs(self) -> int:
+    return self.n_fft // 2 + 1
+
+  def stft_kwargs(self) -> dict:
+    return dict(n_fft=self.n_fft, hop_length=self.hop_length,
+                win_length=self.win_length, window=self.window)

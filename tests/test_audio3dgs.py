@@ -169,11 +169,15 @@ def test_batch_equals_single_and_compiles_once(rich_params):
   y_shared = batch(rich_params, poses, srcs[0], config=CFG)
   y_per = batch(rich_params, poses, srcs, config=CFG)
   single = jax.jit(a3.render, static_argnames="config")
+  # float32 rounding of the U-Net differs between batch sizes (the CPU's convolution
+  # kernels split the work by batch): near-zero bins are compared on the scale of the
+  # spectrum (1e-6 of its peak, about 1.5 here), not in absolute terms.
+  atol = 1e-6 * float(np.max(np.abs(np.asarray(y_per))))
   for i in range(3):
     np.testing.assert_allclose(single(rich_params, poses[i], srcs[0], config=CFG),
-                               y_shared[i], rtol=1e-5, atol=1e-6)
+                               y_shared[i], rtol=1e-5, atol=atol)
     np.testing.assert_allclose(single(rich_params, poses[i], srcs[i], config=CFG),
-                               y_per[i], rtol=1e-5, atol=1e-6)
+                               y_per[i], rtol=1e-5, atol=atol)
   # Same shapes, new values: no recompilation.
   batch(rich_params, _poses(3, 8), srcs, config=CFG)
   assert batch._cache_size() == 2          # [F, T] and [B, F, T] sources
@@ -220,28 +224,24 @@ def test_loss_is_losses_mono_diff_l2():
   np.testing.assert_array_equal(total, aux["mono_l2"] + aux["diff_l2"])
 
 
-def test_model_fields_label_and_registration(monkeypatch):
-  """The model's own config fields come from ``default_config`` through one
-  helper (``_fields``); it is registered as convolutional."""
+def test_model_fields_label_and_registration():
+  """The model's own config fields are ``config.model.audio3dgs_unet`` with the
+  defaults of ``default_config``; it is registered as convolutional, with its label."""
   d = a3m.default_config()
   assert d.to_dict() == {"unet_width": 64, "unet_levels": 4, "max_norm": 25.0,
-                         "compute_dtype": "float32"}
-  assert a3m.label == "Audio 3DGS"
+                         "compute_dtype": "float32", "init_spread": 0.05}
   cfg = load_config_file(pathlib.Path(__file__).resolve().parents[1] / "configs" / "default.py")
-  for k, v in d.items():
-    assert cfg.model[k] == v, k
-  own = a3m.default_config()
+  assert cfg.model.audio3dgs_unet.to_dict() == d.to_dict()
+  own = cfg.model.audio3dgs_unet
   own.unet_width, own.max_norm, own.compute_dtype = 8, 10.0, "bfloat16"
-  monkeypatch.setattr(a3m, "_fields", lambda config: own)
   c = a3m.model_config(cfg)
   assert (c.unet_width, c.unet_levels, c.max_norm, c.compute_dtype) == (8, 4, 10.0, "bfloat16")
-  assert (c.n_fft, c.hop_length, c.head_radius) == (
-      cfg.model.n_fft, cfg.model.hop_length, cfg.model.head_radius)
+  assert (c.n_fft, c.hop_length) == (cfg.model.n_fft, cfg.model.hop_length)
   model = get_model(a3m.NAME)
-  if hasattr(model, "convolutional"):
-    assert model.convolutional is True
-  else:
-    assert model.compiler_options() == backend.conv_compiler_options()
+  assert model is a3m.MODEL and model.convolutional is True
+  assert model.label == "Audio 3DGS (U-Net)"
+  assert backend.compiler_options(model.convolutional, "cpu") == (
+      backend.conv_compiler_options("cpu") or None)
 
 
 @pytest.fixture(scope="module")

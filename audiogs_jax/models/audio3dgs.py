@@ -50,6 +50,7 @@ from flax import struct
 import jax
 import jax.numpy as jnp
 
+from audiogs_jax import dsp
 from audiogs_jax import geometry
 from audiogs_jax import losses
 from audiogs_jax import sh as sh_lib
@@ -64,12 +65,9 @@ SH_DEGREE = 2
 
 
 @dataclasses.dataclass(frozen=True)
-class Audio3DGSConfig:
+class Audio3DGSConfig(dsp.StftSettings):
   """Static settings of the Audio 3DGS model (hashable: a jit static argument).
-
-  ``head_radius`` is not used by the published model (the maps are taken at
-  the head centre); it is kept for interface parity with ``RenderConfig``.
-  """
+  Its feature maps are taken at the head centre (no ear offsets)."""
   sample_rate: int = 22050
   n_fft: int = 512
   hop_length: int = 128
@@ -81,15 +79,6 @@ class Audio3DGSConfig:
   unet_norm: str = "group"             # "group" | "none"
   unet_pad_mode: str = "reflect"       # "reflect" | "constant" | "edge"
   compute_dtype: str = "float32"       # "float32" | "bfloat16" (U-Net compute only)
-  head_radius: float = 0.0875          # metres; unused (interface parity)
-
-  @property
-  def num_freqs(self) -> int:
-    return self.n_fft // 2 + 1
-
-  def stft_kwargs(self) -> dict:
-    return dict(n_fft=self.n_fft, hop_length=self.hop_length,
-                win_length=self.win_length, window=self.window)
 
 
 @struct.dataclass

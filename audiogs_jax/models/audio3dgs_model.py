@@ -22,14 +22,12 @@ NAME = "audio3dgs_unet"
 
 def default_config() -> ml_collections.ConfigDict:
   """Audio 3DGS's config fields (``config.model.audio3dgs_unet``) and defaults."""
-  c = ml_collections.ConfigDict()
-  c.unet_width = 64
-  c.unet_levels = 4
-  c.max_norm = 25.0
-  c.compute_dtype = "float32"
-  c.head_radius = 0.0875              # metres
-  c.init_spread = 0.05                # scene units around the listeners' centroid
-  return c
+  return ml_collections.ConfigDict(dict(
+      unet_width=64,                  # channels of the first U-Net level (64 published)
+      unet_levels=4,                  # down/up levels
+      max_norm=25.0,                  # scene units; distance map = |p| / max_norm
+      compute_dtype="float32",        # float32 | bfloat16 (U-Net compute only)
+      init_spread=0.05))              # scene units around the listeners' centroid
 
 
 def model_config(config) -> a3.Audio3DGSConfig:
@@ -38,7 +36,7 @@ def model_config(config) -> a3.Audio3DGSConfig:
       sample_rate=int(config.data.sample_rate), n_fft=int(config.model.n_fft),
       hop_length=int(config.model.hop_length), max_norm=float(m.max_norm),
       unet_width=int(m.unet_width), unet_levels=int(m.unet_levels),
-      compute_dtype=str(m.compute_dtype), head_radius=float(m.head_radius))
+      compute_dtype=str(m.compute_dtype))
 
 
 def scene_extras(scene, config) -> dict:

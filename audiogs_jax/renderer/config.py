@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from audiogs_jax.dsp import StftSettings
+
 __all__ = ["RenderConfig"]
 
 
 @dataclasses.dataclass(frozen=True)
-class RenderConfig:
+class RenderConfig(StftSettings):
   """Static settings of the AudioGS renderer (hashable: a jit static argument).
 
   Ablation switches: ``use_attenuation`` (D = 1 when off),
@@ -42,11 +44,3 @@ class RenderConfig:
   content_mode: bool = False
   fast_math: bool = True
   custom_backward: bool = True
-
-  @property
-  def num_freqs(self) -> int:
-    return self.n_fft // 2 + 1
-
-  def stft_kwargs(self) -> dict:
-    return dict(n_fft=self.n_fft, hop_length=self.hop_length,
-                win_length=self.win_length, window=self.window)
