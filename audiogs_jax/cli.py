@@ -40,21 +40,33 @@ class _Parser(argparse.ArgumentParser):
     fail(f"{self.prog}: {message} (see --help)")
 
 
+_PROG = "python -m audiogs_jax."
+TRAIN_HELP = ("Train an audio Gaussian splatting model (AudioGS or Audio 3DGS) on a scene, "
+              "then evaluate it. With no arguments: AudioGS on the built-in synthetic "
+              "scene (generated on first use, cached).")
+TRAIN_EPILOG = ("Any config field can be overridden: --config.train.steps=2000 "
+                "--config.model.audiogs.sh_degree=3 --config.data.root=/data/release ... "
+                "Running again on the same --workdir resumes from its latest checkpoint "
+                "(with the workdir's saved config unless --config is given).")
+EVALUATE_HELP = ("Evaluate a trained workdir: metrics (MAG, ENV, LRE, RTE, ITD, IPD, ILD, "
+                 "DPAM) of the model beside the four baselines, per-clip CSV, WAV pairs, "
+                 "figures. Written to WORKDIR/eval/<split>/ (the latest checkpoint) or "
+                 "WORKDIR/eval/<split>_best/ (--checkpoint best).")
+EVALUATE_EPILOG = ("DPAM (the dpam extra, CDPAM on PyTorch) takes minutes on a CPU, against "
+                   "seconds without it.")
+RENDER_HELP = ("Render what a listener hears at a pose (or along a trajectory) from a "
+               "trained workdir, for a source WAV of any length. Poses are 4x4 "
+               "head-to-world matrices (columns right, up, backward; translation in "
+               "column 3) in the scene's coordinates.")
+
+
 def _debug(p: argparse.ArgumentParser) -> None:
   p.add_argument("--debug", action="store_true",
                  help="on an error, show the full Python traceback instead of one line")
 
 
 def train_parser() -> argparse.ArgumentParser:
-  p = _Parser(
-      prog="python -m audiogs_jax.train",
-      description="Train an audio Gaussian splatting model (AudioGS or Audio 3DGS) on a "
-                  "scene, then evaluate it. With no arguments: AudioGS on the built-in "
-                  "synthetic scene (generated on first use, cached).",
-      epilog="Any config field can be overridden: --config.train.steps=2000 "
-             "--config.model.sh_degree=3 --config.data.root=/data/release ... "
-             "Running again on the same --workdir resumes from its latest checkpoint "
-             "(with the workdir's saved config unless --config is given).")
+  p = _Parser(prog=_PROG + "train", description=TRAIN_HELP, epilog=TRAIN_EPILOG)
   p.add_argument("--config", default=None,
                  help="config file (default: configs/default.py; or a saved workdir's "
                       "config when resuming)")
@@ -83,15 +95,7 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def evaluate_parser() -> argparse.ArgumentParser:
-  p = _Parser(
-      prog="python -m audiogs_jax.evaluate",
-      description="Evaluate a trained workdir: metrics (MAG, ENV, LRE, RTE, ITD, IPD, ILD, "
-                  "DPAM) of the "
-                  "model beside the four baselines, per-clip CSV, WAV pairs, figures. "
-                  "Written to WORKDIR/eval/<split>/ (the latest checkpoint) or "
-                  "WORKDIR/eval/<split>_best/ (--checkpoint best).",
-      epilog="DPAM (the dpam extra, CDPAM on PyTorch) takes minutes on a CPU: about "
-             "5.5 min for 29 clips on 2 cores, against seconds without it.")
+  p = _Parser(prog=_PROG + "evaluate", description=EVALUATE_HELP, epilog=EVALUATE_EPILOG)
   p.add_argument("--workdir", required=True, action="append",
                  help="a training workdir; give several (trained on the same scene) for "
                       "one table of all their models beside the baselines")
@@ -111,14 +115,9 @@ def evaluate_parser() -> argparse.ArgumentParser:
 
 
 def render_parser() -> argparse.ArgumentParser:
-  p = _Parser(
-      prog="python -m audiogs_jax.render",
-      description="Render what a listener hears at a pose (or along a trajectory) from a "
-                  "trained workdir, for a source WAV of any length. Poses are 4x4 "
-                  "head-to-world matrices (columns right, up, backward; translation in "
-                  "column 3) in the scene's coordinates.",
-      epilog="Trajectory format: " + TRAJECTORY_HELP,
-      formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = _Parser(prog=_PROG + "render", description=RENDER_HELP,
+              epilog="Trajectory format: " + TRAJECTORY_HELP,
+              formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--workdir", required=True, help="a training workdir")
   p.add_argument("--source", required=True, help="mono source WAV (resampled if needed)")
   g = p.add_mutually_exclusive_group(required=True)

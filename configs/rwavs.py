@@ -11,14 +11,9 @@ from audiogs_jax.config import load_config_file
 
 def get_config():
   c = load_config_file(pathlib.Path(__file__).with_name("default.py"))
-  c.name = "rwavs"
-  c.workdir = "runs/rwavs"
-  c.data.kind = "rwavs"
-  c.data.root = "data/RWAVS/release"
-  c.data.scene = "1"
-  c.data.clip = "centered"
-  c.data.sample_rate = 22050
-  c.data.clip_seconds = 1.0
+  c.name, c.workdir = "rwavs", "runs/rwavs"
+  c.data.update(kind="rwavs", root="data/RWAVS/release", scene="1", clip="centered",
+                sample_rate=22050, clip_seconds=1.0)
   c.model.audiogs.metres_per_unit = 0.0      # unknown for RWAVS: learned from 5.0 m/unit
   c.train.steps = 1500
   # Pull each frequency bin's per-frame Gaussians together (losses.frame_tie).
