@@ -1,8 +1,10 @@
 """audiogs_jax: audio Gaussian splatting for novel-view binaural synthesis in JAX.
 
-Data path, by module: ``data`` (read a scene) -> ``dsp`` (STFT) -> ``gaussians``
-(the parameter pytree) -> ``sh`` / ``geometry`` -> ``render`` -> ``losses`` ->
-``train`` -> ``evaluate`` / ``metrics`` -> ``render`` CLI.
+Layers, top to bottom (docs/architecture.md): the command-line entry points
+(``train``, ``evaluate``, ``render``, ``listen``, ``benchmark``); the shared layer
+(``training``, ``evaluation``, ``stream``, ``predict``, ``workdir``, ``trainstate``, ...);
+the models (``models``); the renderer (``renderer``) and the metrics; the data
+(``dataset``, ``data``); the maths (``dsp``, ``sh``, ``geometry``, ``backend``).
 """
 
 __version__ = "0.1.0"
