@@ -26,8 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from audiogs_jax import render as render_lib
-from audiogs_jax import stream
+from audiogs_jax import dataset, metrics, predict, renderer, stream, workdir
 from audiogs_jax.gaussians import GaussianGrid
 
 SR, F, T = 22050, 257, 173
@@ -76,9 +75,9 @@ def bench_stream(blocks=(128, 256, 512), repeats: int = 400, modes=MODES) -> lis
   rows = []
   for block in blocks:
     for mode, stride in modes:
-      cfg = stream.StreamConfig(render=render_lib.RenderConfig(sample_rate=SR), block=block,
+      cfg = stream.StreamConfig(render=renderer.RenderConfig(sample_rate=SR), block=block,
                                 gain_mode=mode, frame_stride=stride)
-      s = stream.Streamer(sp=stream.stream_params("audiogs", grid, cfg), config=cfg)
+      s = stream.Streamer(sp=stream.stream_params(grid, cfg), config=cfg)
       moving = _poses(repeats)
       still = moving[:1]
       j0, load0 = bench._cpu_jiffies(), os.getloadavg()[0]
@@ -105,26 +104,24 @@ def bench_stream(blocks=(128, 256, 512), repeats: int = 400, modes=MODES) -> lis
   return rows
 
 
-def stream_mag(workdir, split: str = "val", modes=MODES) -> list:
+def stream_mag(workdir_path, split: str = "val", modes=MODES) -> list:
   """MAG of the clip renderer and of the streamed clips on ``split``."""
-  from audiogs_jax import dataset, evaluate, metrics
-  from audiogs_jax import train as train_lib
-  config, model, params, meta = evaluate.load_trained(workdir)
+  config, model, params, meta = workdir.load_trained(workdir_path)
   scene = dataset.load_split(config, split, progress=False)
   data = dataset.to_device(scene, config)
   nf = float(meta.get("norm_factor", 1.0))
   target = scene.binaural * nf
-  clip = train_lib.predict_waveforms(model, params, data.poses, data.source_tf,
-                                     scene.clip_length, config, 4)
+  clip = predict.predict_waveforms(model, params, data.poses, data.source_tf,
+                                   scene.clip_length, config, 4)
   ref = float(np.mean(metrics.mag_avnerf(clip * nf, target)))
-  rows = [{"bench": "stream_mag", "workdir": str(workdir), "split": split,
+  rows = [{"bench": "stream_mag", "workdir": str(workdir_path), "split": split,
            "num_clips": len(scene), "renderer": "clip", "mag_avnerf": round(ref, 5)}]
   for mode, stride in modes:
-    s = stream.load_streamer(workdir, gain_mode=mode, frame_stride=stride)
+    s = stream.load_streamer(workdir_path, gain_mode=mode, frame_stride=stride)
     run = jax.jit(lambda a, b, s=s: stream.stream_clips(s.sp, a, b, s.config))
     y = np.asarray(run(jnp.asarray(scene.source), data.poses)) * nf
     mag = float(np.mean(metrics.mag_avnerf(y, target)))
-    rows.append({"bench": "stream_mag", "workdir": str(workdir), "split": split,
+    rows.append({"bench": "stream_mag", "workdir": str(workdir_path), "split": split,
                  "num_clips": len(scene), "renderer": "stream", "gain_mode": mode,
                  "frame_stride": stride, "mag_avnerf": round(mag, 5),
                  "cost_vs_clip_percent": round(100.0 * (mag - ref) / ref, 2)})

@@ -38,7 +38,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from audiogs_jax import config as config_lib  # noqa: E402
-from audiogs_jax import dataset, parallel, train  # noqa: E402
+from audiogs_jax import dataset, parallel, train, training, trainstate  # noqa: E402
 from audiogs_jax.models import get_model  # noqa: E402
 
 
@@ -76,8 +76,8 @@ def data_parallel_step(overrides: list) -> dict:
   assert len(devices) == 4
   cfg = _config(overrides, **{"train.batch_size": 8})
   model = get_model(cfg.model.name)
-  scenes = train._Scenes(cfg, progress=False)
-  host, tx, _ = train._host_state(cfg, model, scenes, "train")
+  scenes = training._Scenes(cfg, progress=False)
+  host, tx, _ = training._host_state(cfg, model, scenes, "train")
   scene = scenes.split(0, "train")
   dev = dataset.to_device(scene, cfg)
   idx = np.arange(8) % len(scene)
@@ -92,7 +92,7 @@ def data_parallel_step(overrides: list) -> dict:
     sh = layout.state_shardings(padded, tx)
     state = parallel.put_global(padded, sh)
     b = _place_batch(batch, layout)
-    step = jax.jit(train.make_train_step(model, tx, c, layout), donate_argnums=0,
+    step = jax.jit(trainstate.make_train_step(model, tx, c, layout), donate_argnums=0,
                    in_shardings=(sh, jax.tree.map(lambda x: x.sharding, b)),
                    out_shardings=(sh, layout.replicated))
     for _ in range(2):
@@ -113,7 +113,7 @@ def clip_layout(overrides: list) -> dict:
   """ClipShards of the smoke scene's training clips over 4 data shards."""
   cfg = _config(overrides)
   model = get_model(cfg.model.name)
-  scenes = train._Scenes(cfg, progress=False)
+  scenes = training._Scenes(cfg, progress=False)
   layout = parallel.make_layout(cfg, 0, model)
   data = dataset.shard_clips(lambda i: scenes.split(i, "train"), 0, cfg, layout)
   poses = np.asarray(jax.device_get(data.poses))
@@ -136,12 +136,12 @@ def single_scene_runs(overrides: list, out: pathlib.Path) -> None:
   for scene in ("1", "2"):
     cfg = _config(overrides, **{"data.scene": scene, "mesh.data": 2})
     model = get_model(cfg.model.name)
-    scenes = train._Scenes(cfg, progress=False)
+    scenes = training._Scenes(cfg, progress=False)
     layout = parallel.make_layout(cfg, 0, model, devices=jax.devices()[:2])
-    host, tx, _ = train._host_state(cfg, model, scenes, "train")
+    host, tx, _ = training._host_state(cfg, model, scenes, "train")
     state = parallel.put_global(host, layout.state_shardings(host, tx))
     data = dataset.shard_clips(lambda i: scenes.split(i, "train"), 0, cfg, layout)
-    step = train.make_sampled_step(model, tx, cfg, layout, state, data)
+    step = trainstate.make_sampled_step(model, tx, cfg, layout, state, data)
     for _ in range(int(cfg.train.steps)):
       state, _ = step(state, data)
     np.savez(out / f"single_{scene}.npz", *_flat(state.params))

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiogs_jax import evaluate, render_cli, train
+from audiogs_jax import evaluate, render as render_cli, train
 from audiogs_jax.data import synth
 from audiogs_jax.data.trajectory import head_pose
 
@@ -265,7 +265,7 @@ CASES: list[tuple[str, Callable, Callable[[Ctx], list], tuple]] = [
      ("checkpoints/2", "an 'audiogs' model", "config.model.name is 'audio3dgs_unet'")),
     ("resume-other-shapes", T,
      lambda c: ["--workdir", str(c.copy_tiny()), "--no-progress", "--no-eval",
-                "--config.model.sh_degree=1"],
+                "--config.model.audiogs.sh_degree=1"],
      ("checkpoints/2", "does not match")),
     ("workdir-config-newer-format", T,
      lambda c: ["--workdir", str(c.edit_config(c.copy_tiny(), lambda d: d.update(_format=9))),
@@ -392,7 +392,7 @@ CASES: list[tuple[str, Callable, Callable[[Ctx], list], tuple]] = [
      ("wd/checkpoints", "model.name in", "config.json", "an 'audiogs' model",
       "'audio3dgs_unet'")),
     ("evaluate-newer-format", E, lambda c: ["--workdir", str(c.edit_config(
-        c.copy_tiny(), lambda d: d.update(_format=2)))], ("config.json", "format 2")),
+        c.copy_tiny(), lambda d: d.update(_format=3)))], ("config.json", "format 3")),
     ("evaluate-config-not-object", E, lambda c: ["--workdir", str(_with_config(
         c.copy_tiny(), "[1, 2]"))], ("config.json", "JSON object")),
     ("evaluate-no-best", E, lambda c: ["--workdir", str(c.tiny), "--checkpoint", "best"],

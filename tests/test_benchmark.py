@@ -158,7 +158,7 @@ def test_subprocess_run_logs_and_records(micro):
   log = (workdir / "train.log").read_text()
   assert "AudioGS vs baselines" in log  # the subprocess's own output
   info = json.loads((workdir / "bench_run.json").read_text())
-  assert info["command"].endswith("--config.model.use_attenuation=False")
+  assert info["command"].endswith("--config.model.audiogs.use_attenuation=False")
   assert info["wall_s"] > 0
   assert not (micro["out"] / "dry" / "full" / "train.log").exists()  # trained in-process
 

@@ -43,8 +43,11 @@ def test_config_by_name_from_anywhere(tmp_path, monkeypatch):
     ("data.normalize", "False", False),
     ("data.normalize", "false", False),
     ("data.normalize", "0", False),
-    ("model.fast_math", "yes", True),
-    ("model.fast_math", "True", True),
+    ("model.audiogs.fast_math", "yes", True),
+    ("model.audiogs.fast_math", "True", True),
+    ("model.audiogs.sh_degree", "3", 3),
+    ("model.audio3dgs_unet.unet_width", "8", 8),
+    ("model.n_fft", "256", 256),
     ("data.synth.room", "(4, 3.5, 2.5)", (4, 3.5, 2.5)),
     ("data.synth.room", "[7, 6, 5]", (7, 6, 5)),
     ("data.scene", "office_4", "office_4"),  # not a Python literal: stays a string
@@ -80,6 +83,9 @@ def test_unknown_field_lists_existing_fields(cfg):
     assert f in msg
   with pytest.raises(config_lib.ConfigError, match=r"'modle'.*fields: .*model"):
     config_lib.apply_overrides(cfg, {"modle.sh_degree": "1"})
+  # Format 2: AudioGS's fields are under model.audiogs, not model.
+  with pytest.raises(config_lib.ConfigError, match=r"'sh_degree'.*audiogs"):
+    config_lib.apply_overrides(cfg, {"model.sh_degree": "1"})
   # Going below a leaf names the leaf's parent.
   with pytest.raises(config_lib.ConfigError, match="config.train.steps"):
     config_lib.apply_overrides(cfg, {"train.steps.x": "1"})
@@ -134,3 +140,83 @@ def test_broken_config_file_names_the_file(tmp_path):
     config_lib.load_config_file(g)
   with pytest.raises(config_lib.ConfigError, match="not found"):
     config_lib.load_config_file(tmp_path / "missing.py")
+
+
+# Format 1 (before each model had its own sub-config) -----------------------------
+
+# AudioGS's model fields in format 1, flat under "model" (non-default values where
+# it matters that the value, not the default, comes through).
+_V1_AUDIOGS = {
+    "sh_degree": 3, "dual_sh": False, "activation": "softplus", "use_attenuation": True,
+    "use_sh_directionality": False, "use_phase_correction": True, "itd_model": "woodworth",
+    "use_learned_phase": False, "content_mode": False, "init_position": "itd",
+    "init_spread": 0.07, "init_gain": 0.5, "head_radius": 0.09, "speed_of_sound": 340.0,
+    "r0": 1.5, "r_min": 0.2, "learn_scale": False, "metres_per_unit": 2.0,
+    "fast_math": False,
+}
+_V1_UNET = {"unet_width": 8, "unet_levels": 2, "max_norm": 12.0, "compute_dtype": "bfloat16"}
+_V1_LOSS = {"mag_weight": 0.5, "log_mag_weight": 0.25, "phase_weight": 0.3,
+            "env_weight": 0.0, "frame_tie_weight": 2.0}
+
+
+def _format1(cfg, *, drop=()):
+  """A format-1 ``config.json`` object: ``cfg``'s data / train / mesh / eval
+  sections (unchanged between the formats) with ``eval.checkpoint``, and the
+  format-1 model and loss sections written out by hand."""
+  data = json.loads(cfg.to_json_best_effort(sort_keys=True))
+  model = {"name": "audiogs", "n_fft": 256, "hop_length": 64, **_V1_AUDIOGS, **_V1_UNET}
+  loss = dict(_V1_LOSS)
+  for k in drop:
+    model.pop(k, None)
+    loss.pop(k, None)
+  data["model"], data["loss"] = model, loss
+  data["eval"] = dict(data["eval"], checkpoint="latest")
+  data["_format"] = 1
+  return data
+
+
+def test_format1_config_loads_into_format2_layout(cfg, tmp_path):
+  path = tmp_path / "config.json"
+  path.write_text(json.dumps(_format1(cfg), indent=2))
+  back = config_lib.load_saved_config(path)
+  # The format-2 layout: the current config's fields, no loss / eval.checkpoint.
+  assert config_lib.CONFIG_FORMAT == 2
+  assert "loss" not in back and "checkpoint" not in back.eval
+  expected = config_lib.load_config_file("configs/smoke.py")
+  expected.model.name, expected.model.n_fft, expected.model.hop_length = "audiogs", 256, 64
+  expected.model.audiogs.update(_V1_AUDIOGS)
+  expected.model.audiogs.update({k: v for k, v in _V1_LOSS.items() if k != "env_weight"})
+  expected.model.audio3dgs_unet.update(_V1_UNET)
+  expected.model.audio3dgs_unet.init_spread = _V1_AUDIOGS["init_spread"]
+  assert back.to_dict() == expected.to_dict()
+  # ... the same values, and the types of the fresh config (overrides still cast).
+  assert back.model.audiogs.sh_degree == 3 and back.model.audiogs.phase_weight == 0.3
+  assert back.model.audio3dgs_unet.compute_dtype == "bfloat16"
+  config_lib.apply_overrides(back, {"model.audiogs.sh_degree": "1",
+                                    "model.audiogs.frame_tie_weight": "1"})
+  assert back.model.audiogs.sh_degree == 1 and back.model.audiogs.frame_tie_weight == 1.0
+  # It renders with the values it was saved with.
+  from audiogs_jax.models import audiogs
+  rc = audiogs.render_config(back)
+  assert (rc.n_fft, rc.hop_length, rc.activation, rc.itd_model, rc.metres_per_unit,
+          rc.fast_math) == (256, 64, "softplus", "woodworth", 2.0, False)
+  # Saved again, it is format 2 and loads unchanged.
+  config_lib.save_config(back, tmp_path / "again.json")
+  assert json.loads((tmp_path / "again.json").read_text())["_format"] == 2
+  assert config_lib.load_saved_config(tmp_path / "again.json").to_dict() == back.to_dict()
+
+
+def test_format1_config_without_later_fields_gets_their_old_meaning(cfg, tmp_path):
+  """A format-1 file from before itd_model / init_position / frame_tie_weight: the
+  ear-point ITD, the listeners' centroid and no frame tie, as it was trained."""
+  path = tmp_path / "config.json"
+  data = _format1(cfg, drop=("itd_model", "init_position", "frame_tie_weight"))
+  assert "itd_model" not in data["model"] and "frame_tie_weight" not in data["loss"]
+  path.write_text(json.dumps(data))
+  back = config_lib.load_saved_config(path)
+  a = back.model.audiogs
+  assert a.itd_model == "straight" and a.init_position == "listeners"
+  assert a.frame_tie_weight == 0.0 and isinstance(a.frame_tie_weight, float)
+  assert a.sh_degree == 3 and a.phase_weight == 0.3              # the rest as saved
+  del data["_format"]
+  assert config_lib.migrate(data, 1)["model"]["audiogs"]["itd_model"] == "straight"

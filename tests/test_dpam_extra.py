@@ -34,5 +34,5 @@ def test_installed_dpam_extra_imports_and_is_available():
   import resampy  # noqa: F401
   import torch  # noqa: F401
   import cdpam  # noqa: F401
-  from audiogs_jax import metrics
-  assert metrics.dpam_available()
+  from audiogs_jax import dpam
+  assert dpam.dpam_available()

@@ -28,10 +28,10 @@ def summary(eval_dir):
 
 
 def test_summary_schema(summary, smoke):
-  from audiogs_jax import metrics
+  from audiogs_jax import dpam
   assert set(summary) == {"model", "baselines", "protocol"}
   assert set(summary["baselines"]) == set(BASELINES)
-  dpam_on = metrics.dpam_available()
+  dpam_on = dpam.dpam_available()
   for block in (summary["model"], *summary["baselines"].values()):
     assert set(METRICS) <= set(block)
     for k in ("mag_avnerf", "mag_avcloud", "env", "lre", "rte"):
@@ -159,7 +159,7 @@ def test_error_checkpoint_of_another_model(trained_workdir, tmp_path, capsys, sm
   wd = tmp_path / "other"
   shutil.copytree(trained_workdir, wd, ignore=shutil.ignore_patterns("eval", "tb", "best"))
   cfg = json.loads((wd / "config.json").read_text())
-  cfg["model"]["sh_degree"] = 1
+  cfg["model"]["audiogs"]["sh_degree"] = 1
   (wd / "config.json").write_text(json.dumps(cfg))
   _expect_error(["--workdir", str(wd)], capsys, wd / "checkpoints" / str(smoke.steps),
                 "does not match")

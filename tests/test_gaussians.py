@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from audiogs_jax import geometry
-from audiogs_jax import render
+from audiogs_jax import renderer
 from audiogs_jax import sh as sh_lib
 from audiogs_jax.gaussians import Gaussians, check_gaussians, init_gaussians, inverse_softplus
 
@@ -68,20 +68,26 @@ def test_inverse_softplus():
 # The initial directional gain, through the renderer with everything but SH off.
 
 _CFG = dict(n_fft=32, hop_length=8, use_attenuation=False, use_phase_correction=False)
-_gains = _jit(render.gains, static_argnums=2)
+_gains_batch = _jit(renderer.gains, static_argnums=2)
+
+
+def _gains(g, pose, cfg):
+  """One pose's gains ``[2, T, F]`` of the Gaussians ``g`` (on the renderer's grid)."""
+  from audiogs_jax.gaussians import to_grid
+  return _gains_batch(to_grid(g, F), pose[None], cfg)[0]
 
 
 @pytest.mark.parametrize("activation", ["relu", "softplus"])
 @pytest.mark.parametrize("degree", [0, 2])
 def test_initial_gain_equals_init_gain(activation, degree):
-  cfg = render.RenderConfig(activation=activation, **_CFG)
+  cfg = renderer.RenderConfig(activation=activation, **_CFG)
   g = init_gaussians(KEY, F, T, sh_degree=degree, init_gain=0.7, activation=activation,
                      center=(0.0, 0.0, 0.0), spread=1.0)
   # Random poses: with zero higher-order coefficients the gain is direction-free.
   for yaw in (0.0, 2.0):
     pose = jnp.asarray(geometry.yaw_pose([0.3, -0.2, 0.1], yaw), jnp.float32)
     gain = np.asarray(_gains(g, pose, cfg))
-    assert gain.shape == (2, F, T)
+    assert gain.shape == (2, T, F)
     np.testing.assert_allclose(np.abs(gain), 0.7, rtol=1e-5)
     np.testing.assert_allclose(np.angle(gain), 0.0, atol=1e-6)
 
@@ -89,7 +95,7 @@ def test_initial_gain_equals_init_gain(activation, degree):
 def test_softplus_init_differs_from_relu_init():
   """The activation argument matters: a relu init under softplus is not init_gain."""
   g = init_gaussians(KEY, F, T, sh_degree=0, init_gain=0.7, activation="relu")
-  cfg = render.RenderConfig(activation="softplus", **_CFG)
+  cfg = renderer.RenderConfig(activation="softplus", **_CFG)
   gain = np.abs(np.asarray(_gains(g, jnp.eye(4), cfg)))
   np.testing.assert_allclose(gain, np.log1p(np.exp(0.7)), rtol=1e-5)
 
@@ -165,35 +171,48 @@ def test_check_gaussians_raises_on_bad_shapes():
 
 def test_grid_round_trip_and_index_convention():
   from audiogs_jax.gaussians import from_grid, to_grid
-  g = init_gaussians(KEY, F, T, sh_degree=3, with_rotation=True, log_scale=0.3)
+  g = init_gaussians(KEY, F, T, sh_degree=3, log_scale=0.3)
   keys = jax.random.split(jax.random.PRNGKey(7), 5)
   g = g.replace(xyz=jax.random.normal(keys[0], g.xyz.shape),
                 sh=jax.random.normal(keys[1], g.sh.shape),
                 decay=jax.random.normal(keys[2], g.decay.shape),
-                phase=jax.random.normal(keys[3], g.phase.shape),
-                rotation=jax.random.normal(keys[4], g.rotation.shape))
+                phase=jax.random.normal(keys[3], g.phase.shape))
   grid = to_grid(g, F)
   assert grid.xyz.shape == (3, T, F) and grid.sh.shape == (2, 16, T, F)
-  assert grid.decay.shape == (T, F) and grid.rotation.shape == (4, T, F)
+  assert grid.decay.shape == (T, F) and grid.phase.shape == (2, T, F)
+  assert grid.log_scale.shape == ()
+  # AudioGS grids hold no rotation: to_grid refuses Gaussians that carry one.
+  assert getattr(grid, "rotation", None) is None
+  with pytest.raises(ValueError, match="rotation"):
+    to_grid(g.replace(rotation=jax.random.normal(keys[4], (N, 4))), F)
   # Bin (f, t) is Gaussian index f * T + t.
   f, t = 5, 2
   np.testing.assert_array_equal(grid.xyz[:, t, f], g.xyz[f * T + t])
   np.testing.assert_array_equal(grid.sh[1, :, t, f], g.sh[1, f * T + t])
+  np.testing.assert_array_equal(grid.decay[t, f], g.decay[f * T + t])
+  np.testing.assert_array_equal(grid.phase[:, t, f], g.phase[:, f * T + t])
   back = from_grid(grid)
+  assert jax.tree.structure(back) == jax.tree.structure(g)
   for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(back)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_grid_renders_like_gaussians():
-  from audiogs_jax.gaussians import to_grid
+  """The renderer reads ``to_grid``'s layout as the flat index f * T + t: the render
+  of ``to_grid(g)`` equals the render of a grid laid out independently here (numpy
+  reshapes of the flat fields, bin (t, f) = Gaussian f * T + t)."""
+  from audiogs_jax.gaussians import GaussianGrid, to_grid
   g = init_gaussians(KEY, F, T, spread=1.0, log_scale=0.1)
   g = g.replace(sh=g.sh + 0.2 * jax.random.normal(jax.random.PRNGKey(3), g.sh.shape))
-  pose = jnp.asarray(geometry.yaw_pose([0.3, -0.2, 0.1], 0.7), jnp.float32)
-  src = jnp.ones((F, T), jnp.complex64)
+  tf = lambda a: jnp.asarray(np.swapaxes(np.asarray(a).reshape(a.shape[:-1] + (F, T)), -1, -2))
+  by_hand = GaussianGrid(xyz=tf(np.asarray(g.xyz).T), sh=tf(np.moveaxis(np.asarray(g.sh), -1, 1)),
+                         decay=tf(g.decay), phase=tf(g.phase), log_scale=g.log_scale)
+  pose = jnp.asarray(geometry.yaw_pose([0.3, -0.2, 0.1], 0.7), jnp.float32)[None]
+  src = jnp.ones((T, F), jnp.complex64)
   base = dict(n_fft=2 * (F - 1), hop_length=8)
-  for cfg in (render.RenderConfig(**base), render.RenderConfig(dual_sh=False, **base),
-              render.RenderConfig(use_sh_directionality=False, use_attenuation=False,
-                                  **base)):
-    np.testing.assert_allclose(np.asarray(render.render(to_grid(g, F), pose, src, cfg)),
-                               np.asarray(render.render(g, pose, src, cfg)), rtol=1e-6,
+  for cfg in (renderer.RenderConfig(**base), renderer.RenderConfig(dual_sh=False, **base),
+              renderer.RenderConfig(use_sh_directionality=False, use_attenuation=False,
+                                    **base)):
+    np.testing.assert_allclose(np.asarray(renderer.render(to_grid(g, F), pose, src, cfg)),
+                               np.asarray(renderer.render(by_hand, pose, src, cfg)), rtol=1e-6,
                                atol=1e-6)

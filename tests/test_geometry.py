@@ -18,8 +18,12 @@ _quat_to_rotmat = jax.jit(geometry.quat_to_rotmat)
 
 @jax.jit
 def _ear_geometry(points_world, pose):
-  v = geometry.ear_vectors(geometry.to_head_frame(points_world, pose), A)
-  return geometry.distance_and_direction(v)
+  """World points ``[N, 3]``, one pose -> ``(r [2, N], u [2, N, 3])`` through the
+  renderer's per-axis functions (head_frame_planes, ear_vectors,
+  distance_and_direction)."""
+  p = geometry.head_frame_planes(points_world.T, pose[None], 1.0)
+  r, u = geometry.distance_and_direction(*geometry.ear_vectors(p, A))
+  return r[0], jnp.stack(u, axis=-1)[0]
 
 
 def _ears(pose, a=A):
@@ -82,7 +86,9 @@ def test_to_head_frame_batched_is_inverse_of_pose():
 def test_ear_vectors_and_distances():
   pose = geometry.yaw_pose([0.0, 0.0, 0.0], 0.0)
   pts_world = np.array([[0.0, 2.0, 0.0], [3.0, 0.0, 0.0], [0.0, 0.0, 0.0]])  # left, front, centre
-  assert jax.eval_shape(geometry.ear_vectors, jax.ShapeDtypeStruct((3, 3), jnp.float32), A).shape == (2, 3, 3)
+  plane = jax.ShapeDtypeStruct((4, 3), jnp.float32)                    # [B, N] per axis
+  shapes = jax.eval_shape(lambda p: geometry.ear_vectors(p, A), [plane] * 3)
+  assert [s.shape for s in shapes] == [(4, 2, 3), (4, 1, 3), (4, 1, 3)]
   r, u = map(np.asarray, _ear_geometry(jnp.asarray(pts_world, jnp.float32), jnp.asarray(pose, jnp.float32)))
   assert r.shape == (2, 3) and u.shape == (2, 3, 3)
   # The point on the left: 2 - a from the left ear, 2 + a from the right ear.
@@ -97,9 +103,39 @@ def test_ear_vectors_and_distances():
   # The same distances from world ear positions.
   ears = _ears(pose)
   np.testing.assert_allclose(np.linalg.norm(pts_world[None] - ears[:, None], axis=-1), r, rtol=1e-6)
-  # Zero vectors: distance 0, direction 0 (no NaN).
-  r0, u0 = jax.jit(geometry.distance_and_direction)(jnp.zeros((3,)))
-  assert float(r0) == 0.0 and np.all(np.asarray(u0) == 0)
+  # Zero vectors: distance floored at 1e-9, direction 0 (no NaN).
+  z = jnp.zeros((2,))
+  r0, u0 = jax.jit(geometry.distance_and_direction)(z, z, z)
+  assert np.allclose(np.asarray(r0), 1e-9, rtol=1e-6) and np.all(np.asarray(u0) == 0)
+
+
+def test_head_frame_planes_and_ear_vectors_match_closed_forms():
+  """``head_frame_planes`` == ``s * to_head_frame`` per pose; ``ear_vectors`` ==
+  head-frame position minus ear (-a, 0, 0) / (+a, 0, 0); ``distance_and_direction``
+  == norm and normalised vector, for a batch of poses and a [T, F]-shaped grid."""
+  rng = np.random.default_rng(3)
+  poses = np.stack([geometry.yaw_pose(rng.normal(size=3), y) for y in (0.2, -1.4, 2.9)])
+  xyz = rng.normal(size=(3, 5, 7)) * 2.0                                # [3, T, F]
+  s = 0.8
+  p = [np.asarray(a) for a in jax.jit(geometry.head_frame_planes)(
+      jnp.asarray(xyz, jnp.float32), jnp.asarray(poses, jnp.float32), s)]
+  assert all(a.shape == (3, 5, 7) for a in p)
+  pts = np.moveaxis(xyz, 0, -1).reshape(-1, 3)                          # [N, 3]
+  ref = s * np.asarray(_to_head_frame(jnp.asarray(pts[None], jnp.float32),
+                                      jnp.asarray(poses, jnp.float32)))  # [B, N, 3]
+  got = np.stack(p, axis=-1).reshape(3, -1, 3)
+  np.testing.assert_allclose(got, ref, atol=1e-5)
+  vx, vy, vz = map(np.asarray, geometry.ear_vectors([jnp.asarray(a) for a in p], A))
+  assert vx.shape == (3, 2, 5, 7) and vy.shape == vz.shape == (3, 1, 5, 7)
+  np.testing.assert_allclose(vx[:, 0], p[0] + A, atol=1e-6)            # left ear at x = -a
+  np.testing.assert_allclose(vx[:, 1], p[0] - A, atol=1e-6)            # right ear at x = +a
+  np.testing.assert_array_equal(vy[:, 0], p[1])
+  np.testing.assert_array_equal(vz[:, 0], p[2])
+  r, u = geometry.distance_and_direction(vx, vy, vz)
+  v = np.stack(np.broadcast_arrays(vx, vy, vz), axis=-1)
+  np.testing.assert_allclose(np.asarray(r), np.linalg.norm(v, axis=-1), rtol=1e-6)
+  np.testing.assert_allclose(np.stack([np.asarray(c) for c in u], -1),
+                             v / np.linalg.norm(v, axis=-1, keepdims=True), atol=1e-6)
 
 
 def test_quat_to_rotmat_matches_scipy():

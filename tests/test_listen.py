@@ -75,7 +75,7 @@ def test_cli_serves_the_page_and_scene(trained_workdir, subprocess_env):
 
 def test_decode_audio(tmp_path):
   import soundfile as sf
-  from audiogs_jax import listen_session as ls
+  from audiogs_jax.listen import session as ls
   buf = io.BytesIO()
   t = np.arange(4410) / 44100.0
   sf.write(buf, np.stack([np.sin(2 * np.pi * 500 * t)] * 2, 1), 44100, format="WAV")
@@ -98,14 +98,14 @@ def point_workdir(trained_workdir, tmp_path_factory):
   """The smoke workdir with every Gaussian at the scene's source, at the
   listeners' height: isotropic, equal gain for both ears, decay DECAY."""
   import jax.numpy as jnp
-  from audiogs_jax import checkpoint as ckpt_lib, config as config_lib, sh, train
+  from audiogs_jax import checkpoint as ckpt_lib, config as config_lib, sh, workdir
   out = tmp_path_factory.mktemp("point") / "workdir"
   out.mkdir()
   shutil.copy(trained_workdir / "config.json", out / "config.json")
   config = config_lib.load_saved_config(trained_workdir / "config.json")
   ck = ckpt_lib.Checkpointer(trained_workdir, async_save=False)
   meta = ck.restore_meta()
-  state, meta = ck.restore(train.state_template(config, meta))
+  state, meta = ck.restore(workdir.state_template(config, meta))
   ck.close()
   p = state.params
   src = np.asarray(meta["source_position"], np.float32)
@@ -125,9 +125,9 @@ def point_workdir(trained_workdir, tmp_path_factory):
 def server(point_workdir, trained_workdir):
   """The app on 127.0.0.1:<free port> in a thread: model A = point, B = smoke."""
   import uvicorn
-  from audiogs_jax import listen, listen_app
+  from audiogs_jax.listen import app as listen_app, command
   state = listen_app.load([str(point_workdir), str(trained_workdir)])
-  sock = listen._bind("127.0.0.1", 0)
+  sock = command.bind("127.0.0.1", 0)
   srv = uvicorn.Server(uvicorn.Config(listen_app.make_app(state), log_level="warning",
                                       ws="wsproto", lifespan="off"))
   th = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)

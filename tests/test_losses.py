@@ -43,7 +43,7 @@ def test_audiogs_loss_adds_the_weighted_term():
                        jnp.complex64)
   base, parts0 = model.loss(params, pred, target, None, config)
   assert "frame_tie" not in parts0
-  config.loss.frame_tie_weight = 3.0
+  config.model.audiogs.frame_tie_weight = 3.0
   total, parts = model.loss(params, pred, target, None, config)
   tie = losses.frame_tie((params.xyz, params.sh, params.decay, params.phase))
   assert float(tie) > 0  # random initial positions differ between frames

@@ -1,4 +1,4 @@
-"""Mixed precision for the Audio 3DGS U-Net (``config.model.compute_dtype``):
+"""Mixed precision for the Audio 3DGS U-Net (``config.model.audio3dgs_unet.compute_dtype``):
 bfloat16 convolutions and matrix products, float32 parameters, gradients and loss.
 
 Read from the traced program of the training loss and its gradient (nothing is
@@ -24,8 +24,8 @@ F_BINS, FRAMES = 17, 11          # n_fft = 32
 def _config(dtype: str):
   c = config_lib.load_config_file("configs/audio3dgs_smoke.py")
   c.model.n_fft, c.model.hop_length = 32, 8
-  c.model.unet_width, c.model.unet_levels = 4, 2
-  c.model.compute_dtype = dtype
+  c.model.audio3dgs_unet.unet_width, c.model.audio3dgs_unet.unet_levels = 4, 2
+  c.model.audio3dgs_unet.compute_dtype = dtype
   return c
 
 

@@ -26,9 +26,11 @@ import pytest
 from audiogs_jax import config as config_lib
 from audiogs_jax import dataset
 from audiogs_jax import evaluate
+from audiogs_jax import evaluation
 from audiogs_jax import parallel
-from audiogs_jax import render_cli
-from audiogs_jax import train
+from audiogs_jax import render as render_cli
+from audiogs_jax import trainstate
+from audiogs_jax import workdir as workdir_lib
 
 from _jitutil import fast_jit
 
@@ -125,8 +127,8 @@ def _leaves(npz_path) -> list:
 def _init_leaves(smoke, scene: str = "1") -> list:
   """Scene ``scene``'s initial parameters (the runs here start from them)."""
   cfg = smoke.config(data__scene=scene, **OVERRIDES)
-  info = train.scene_info_of(dataset.load_split(cfg, "train", progress=False), cfg)
-  state, _ = train.create_train_state(cfg, info, jax.random.PRNGKey(int(cfg.seed)))
+  info = workdir_lib.scene_info_of(dataset.load_split(cfg, "train", progress=False), cfg)
+  state, _ = trainstate.create_train_state(cfg, info, jax.random.PRNGKey(int(cfg.seed)))
   return [np.asarray(x) for x in jax.tree.leaves(state.params)]
 
 
@@ -234,12 +236,12 @@ def test_sample_shards_draws_each_shard_from_its_own_clips():
 
 def test_rwavs_style_aggregation_of_scene_ids():
   per = {"1": {"mag": 1.0}, "2": {"mag": 3.0}, "7": {"mag": 5.0}}
-  agg = evaluate._aggregate(per)
+  agg = evaluation._aggregate(per)
   assert agg["per_environment"]["office"]["mag"] == 2.0
   assert agg["per_environment"]["house"]["mag"] == 5.0
   assert agg["overall"]["mag"] == 3.5                           # mean of environments
-  named = evaluate._aggregate({"a": {"mag": 1.0, "dpam": None}, "b": {"mag": 2.0,
-                                                                     "dpam": None}})
+  named = evaluation._aggregate({"a": {"mag": 1.0, "dpam": None}, "b": {"mag": 2.0,
+                                                                       "dpam": None}})
   assert named["overall"] == {"mag": 1.5, "dpam": None} and named["per_environment"] == {}
 
 
@@ -277,7 +279,7 @@ def test_gaussian_sharding_splits_the_padded_frames_axis(results):
 def test_multi_scene_job_equals_single_scene_runs(multidevice, smoke):
   """data.scenes=1,2 on a 2 x 2 mesh (scenes x data) ends where scene 1 and
   scene 2 trained alone (on 1 x 2 meshes) end, scene by scene."""
-  config, model, params, meta = evaluate._load_state(multidevice / "multi", "latest")
+  config, model, params, meta = workdir_lib.load_state(multidevice / "multi", "latest")
   assert meta["scenes"] == ["1", "2"] and meta["step"] == STEPS
   stacked = [np.asarray(x) for x in jax.tree.leaves(params)]
   assert all(x.shape[0] == 2 for x in stacked)
@@ -349,7 +351,7 @@ def test_two_process_training_checkpoint_restores_in_one_process(
   assert [x["step"] for x in recs] == list(range(1, STEPS + 1))   # logged once
   assert sorted(p.name for p in (wd / "checkpoints").iterdir()) == [str(STEPS)]
 
-  config, model, params, meta = evaluate.load_trained(wd)
+  config, model, params, meta = workdir_lib.load_trained(wd)
   assert meta["step"] == STEPS
   assert all(len(x.sharding.device_set) == 1 for x in jax.tree.leaves(params))
   leaves = [np.asarray(x) for x in jax.tree.leaves(params)]

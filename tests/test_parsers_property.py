@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from audiogs_jax import config as config_lib
 from audiogs_jax.data.scene import DataError, RIGID_TOL, read_json
-from audiogs_jax.render_cli import load_trajectory, parse_pose
+from audiogs_jax.poses import load_trajectory, parse_pose
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,4 +1,4 @@
-"""render: physics acceptance checks, the float64 reference, batching, compilation, ablations.
+"""renderer: physics acceptance checks, the float64 reference, batching, compilation, ablations.
 
 Two grids:
 - the *physics* grid: 1 s of white noise at 22050 Hz, n_fft 512 / hop 128
@@ -22,9 +22,11 @@ import scipy.signal
 
 from audiogs_jax import dsp
 from audiogs_jax import geometry
-from audiogs_jax import render
+from audiogs_jax import predict
+from audiogs_jax import renderer
 from audiogs_jax import sh as sh_lib
-from audiogs_jax.gaussians import Gaussians, init_gaussians, inverse_softplus
+from audiogs_jax.gaussians import (GaussianGrid, Gaussians, init_gaussians, inverse_softplus,
+                                   to_grid)
 
 SR = 22050
 A = 0.0875
@@ -38,14 +40,31 @@ C = 343.0
 # ---------------------------------------------------------------------------------
 
 # r_min small so that the 1/r^p law holds down to the close-range cluster below.
-PHYS = render.RenderConfig(sample_rate=SR, n_fft=512, hop_length=128, r_min=0.01)
+PHYS = renderer.RenderConfig(sample_rate=SR, n_fft=512, hop_length=128, r_min=0.01)
 NUM_SAMPLES = SR
 F_P = PHYS.num_freqs
 T_P = dsp.num_frames(NUM_SAMPLES, 512, 128)
 
-_render_wave = _jit(render.render_waveform, static_argnames=("config", "length"))
-_render_spec = _jit(render.render, static_argnames=("config",))
-_stft_p = _jit(functools.partial(dsp.stft, **PHYS.stft_kwargs()))
+
+
+def _waveform(grid, pose, src_tf, config, length):
+  """One pose's binaural waveform ``[2, length]``: ``renderer.render`` then ISTFT."""
+  spec = renderer.render(grid, pose[None], src_tf, config)[0]
+  return dsp.istft_frames(spec, length=length, **config.stft_kwargs())
+
+
+def _spectrum(grid, pose, src_tf, config):
+  """One pose's binaural STFT ``[2, T, F]``."""
+  return renderer.render(grid, pose[None], src_tf, config)[0]
+
+
+_render_wave = _jit(_waveform, static_argnames=("config", "length"))
+_render_spec_grid = _jit(_spectrum, static_argnames=("config",))
+_stft_p = _jit(functools.partial(dsp.stft_frames, **PHYS.stft_kwargs()))
+
+
+def _render_spec(g, pose, src_tf, config):
+  return _render_spec_grid(to_grid(g, F_P), pose, src_tf, config=config)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +86,8 @@ def _facing_x(position=(0.0, 0.0, 0.0)):
 
 
 def _wave(g, pose, src, config=PHYS):
-  return np.asarray(_render_wave(g, pose, src, config=config, length=NUM_SAMPLES), np.float64)
+  return np.asarray(_render_wave(to_grid(g, F_P), pose, src, config=config, length=NUM_SAMPLES),
+                    np.float64)
 
 
 def _lag(left, right):
@@ -189,16 +209,15 @@ def test_head_turn_180_swaps_ears(noise_stft):
 
 # (4) gradients w.r.t. every field -------------------------------------------------
 
-TINY = render.RenderConfig(sample_rate=SR, n_fft=32, hop_length=8)
+TINY = renderer.RenderConfig(sample_rate=SR, n_fft=32, hop_length=8)
 F_T, T_T = TINY.num_freqs, 5
 N_T = F_T * T_T
 
 
-def _tiny_gaussians(seed=0, degree=2, dual=True, rotation=False, log_scale=False,
-                    phase=True):
+def _tiny_flat(seed=0, degree=2, dual=True, log_scale=False, phase=True):
   """Random Gaussians 0.5-2 m from the origin (the listeners stand within ~0.3 m of
   it, so no ear distance reaches r_min), with random positive-leaning SH fields,
-  decays and phases."""
+  decays and phases, in the flat ``Gaussians`` layout (index f * T + t)."""
   rng = np.random.default_rng(seed)
   k = (degree + 1) ** 2
   e = 2 if dual else 1
@@ -210,8 +229,6 @@ def _tiny_gaussians(seed=0, degree=2, dual=True, rotation=False, log_scale=False
   kw = {}
   if phase:
     kw["phase"] = jnp.asarray(rng.uniform(-np.pi, np.pi, (2, N_T)), jnp.float32)
-  if rotation:
-    kw["rotation"] = jnp.asarray(rng.normal(size=(N_T, 4)), jnp.float32)
   if log_scale:
     kw["log_scale"] = jnp.asarray(np.log(0.8), jnp.float32)
     xyz = xyz / 0.8
@@ -219,9 +236,15 @@ def _tiny_gaussians(seed=0, degree=2, dual=True, rotation=False, log_scale=False
                    decay=jnp.asarray(rng.normal(0.0, 1.0, N_T), jnp.float32), **kw)
 
 
+def _tiny_gaussians(seed=0, **kw):
+  """``_tiny_flat`` on the renderer's ``[..., T, F]`` grid."""
+  return to_grid(_tiny_flat(seed, **kw), F_T)
+
+
 def _tiny_source(seed=1, batch=()):
+  """Complex source STFTs, frames-major ``batch + [T, F]``."""
   rng = np.random.default_rng(seed)
-  shape = batch + (F_T, T_T)
+  shape = batch + (T_T, F_T)
   return jnp.asarray(rng.normal(size=shape) + 1j * rng.normal(size=shape), jnp.complex64)
 
 
@@ -232,22 +255,22 @@ def _tiny_poses(b=3, seed=2):
 
 
 def _loss_single(g, pose, src, target, config):
-  return jnp.sum(jnp.abs(render.render(g, pose, src, config) - target) ** 2)
+  return jnp.sum(jnp.abs(renderer.render(g, pose[None], src, config)[0] - target) ** 2)
 
 
 def _loss_batch(g, poses, src, target, config):
-  return jnp.sum(jnp.abs(render.render_batch(g, poses, src, config) - target) ** 2)
+  return jnp.sum(jnp.abs(renderer.render(g, poses, src, config) - target) ** 2)
 
 
 _grad_single = _jit(jax.grad(_loss_single), static_argnums=4)
 _grad_batch = _jit(jax.grad(_loss_batch), static_argnums=4)
 
-FIELDS = ("xyz", "sh", "decay", "phase", "rotation", "log_scale")
+FIELDS = ("xyz", "sh", "decay", "phase", "log_scale")
 
 
 def _reference_loss(g, poses, src, target, config):
   """The same loss through the slow numpy reference, summed over poses."""
-  return sum(np.sum(np.abs(render.render_reference(g, poses[i], src, config) - target[i]) ** 2)
+  return sum(np.sum(np.abs(renderer.render_reference(g, poses[i], src, config) - target[i]) ** 2)
              for i in range(poses.shape[0]))
 
 
@@ -272,22 +295,25 @@ def _check_gradients(grads, g, poses, src, target, config, fields, seed=0):
 
 
 def test_gradients_every_field_single_render():
-  """Autodiff through ``render`` (degree-2 dual SH, per-Gaussian rotations, log scale,
-  learned phase): every field gets a finite, nonzero, correct gradient."""
-  g = _tiny_gaussians(degree=2, rotation=True, log_scale=True)
+  """Autodiff of ``formula.gains`` (``custom_backward=False``) through ``render`` of one
+  pose (degree-2 dual SH, log scale, learned phase): every field gets a finite,
+  nonzero, correct gradient."""
+  cfg = dataclasses.replace(TINY, custom_backward=False)
+  g = _tiny_gaussians(degree=2, log_scale=True)
   pose = _tiny_poses(1)[0]
   src, target = _tiny_source(), _tiny_source(seed=5, batch=(1, 2))
-  grads = _grad_single(g, pose, src, target[0], TINY)
-  assert isinstance(grads, Gaussians)
+  grads = _grad_single(g, pose, src, target[0], cfg)
+  assert isinstance(grads, GaussianGrid)
   # Higher-order SH coefficients receive gradient (directionality is learnable).
-  assert np.any(np.asarray(grads.sh)[..., 4:] != 0.0)
-  _check_gradients(grads, g, pose[None], src, target, TINY, FIELDS)
+  assert np.any(np.asarray(grads.sh)[:, 4:] != 0.0)
+  _check_gradients(grads, g, pose[None], src, target, cfg, FIELDS)
 
 
 def test_gradients_every_field_render_batch():
-  """The training path: ``render_batch`` over several poses (with whatever backward
-  pass it uses), softplus activation, no rotations."""
+  """The training path: ``render`` over several poses with the default (hand-derived,
+  ``renderer.backward``) backward pass, softplus activation."""
   cfg = dataclasses.replace(TINY, activation="softplus")
+  assert cfg.custom_backward
   g = _tiny_gaussians(seed=1, degree=2, log_scale=True)
   poses = _tiny_poses(3)
   src, target = _tiny_source(), _tiny_source(seed=6, batch=(3, 2))
@@ -298,7 +324,13 @@ def test_gradients_every_field_render_batch():
 
 # (5) reference, jit, batching, layouts ----------------------------------------------
 
-_render_tiny = _jit(render.render, static_argnums=3)
+_render_tiny_batch = _jit(renderer.render, static_argnums=3)
+
+
+def _render_tiny(g, pose, src, config):
+  """One pose ``[4, 4]`` -> ``[2, T, F]`` (a batch of one through ``renderer.render``)."""
+  return _render_tiny_batch(g, pose[None], src, config)[0]
+
 
 REF_CASES = {
     "default": (dict(), dict()),
@@ -310,7 +342,7 @@ REF_CASES = {
     "softplus": (dict(activation="softplus"), dict()),
     "dual_sh_off": (dict(dual_sh=False), dict()),
     "exact_math": (dict(fast_math=False), dict()),
-    "rotation_log_scale": (dict(), dict(rotation=True, log_scale=True)),
+    "log_scale": (dict(), dict(log_scale=True)),
     "single_field": (dict(), dict(dual=False)),
     "degree0": (dict(), dict(degree=0)),
     "degree3_no_phase": (dict(metres_per_unit=1.3), dict(degree=3, phase=False)),
@@ -326,8 +358,9 @@ def test_render_matches_float64_reference(case):
   src = _tiny_source()
   pose = _tiny_poses(1, seed=3)[0]
   got = np.asarray(_render_tiny(g, pose, src, cfg))
-  ref = render.render_reference(g, np.asarray(pose), np.asarray(src), cfg)
-  assert got.shape == ref.shape == (2, F_T, T_T)
+  ref = renderer.render_reference(g, np.asarray(pose), np.asarray(src), cfg)
+  assert got.shape == ref.shape == (2, T_T, F_T)
+  assert ref.dtype == np.complex128
   scale = np.abs(ref).max()
   assert scale > 0
   err = np.abs(got - ref).max() / scale
@@ -338,13 +371,13 @@ def test_reference_cases_are_distinct():
   """Each ablation switch changes the output (so the reference comparison covers it)."""
   src, pose = _tiny_source(), _tiny_poses(1, seed=3)[0]
   g = _tiny_gaussians(seed=9)
-  base = render.render_reference(g, np.asarray(pose), np.asarray(src), TINY)
+  base = renderer.render_reference(g, np.asarray(pose), np.asarray(src), TINY)
   for kw in (dict(use_attenuation=False), dict(use_sh_directionality=False),
              dict(use_phase_correction=False), dict(use_learned_phase=False),
              dict(itd_model="woodworth"),
              dict(content_mode=True), dict(activation="softplus"), dict(dual_sh=False)):
-    other = render.render_reference(g, np.asarray(pose), np.asarray(src),
-                                    dataclasses.replace(TINY, **kw))
+    other = renderer.render_reference(g, np.asarray(pose), np.asarray(src),
+                                      dataclasses.replace(TINY, **kw))
     assert np.abs(other - base).max() > 1e-2 * np.abs(base).max(), kw
 
 
@@ -354,17 +387,14 @@ def test_jit_equals_eager():
   cfg = dataclasses.replace(TINY, fast_math=False)
   g = _tiny_gaussians(seed=11, degree=0, phase=False)
   src, pose = _tiny_source(), _tiny_poses(1, seed=4)[0]
-  eager = np.asarray(render.render(g, pose, src, cfg))
+  eager = np.asarray(renderer.render(g, pose[None], src, cfg)[0])
   jitted = np.asarray(_render_tiny(g, pose, src, cfg))
   # Equal up to float32 rounding (XLA fuses and may contract to FMAs under jit; the
   # ITD phase, up to ~20 rad, amplifies that to ~1e-5).
   np.testing.assert_allclose(jitted, eager, atol=1e-4 * np.abs(eager).max())
 
 
-_render_batch_tiny = _jit(render.render_batch, static_argnums=3)
-_wave_batch_tiny = _jit(render.render_waveform_batch,
-                        static_argnames=("config", "length", "frames_major"))
-_prepare = _jit(render.prepare, static_argnums=1)
+_fields = _jit(renderer.fields, static_argnums=1)
 TINY_LEN = 8 * (T_T - 1)
 
 
@@ -372,9 +402,9 @@ def test_render_batch_equals_stack_of_single_renders():
   g = _tiny_gaussians(seed=12)
   poses = _tiny_poses(4, seed=5)
   src1, srcb = _tiny_source(seed=7), _tiny_source(seed=8, batch=(4,))
-  batch1 = np.asarray(_render_batch_tiny(g, poses, src1, TINY))
-  batchb = np.asarray(_render_batch_tiny(g, poses, srcb, TINY))
-  assert batch1.shape == batchb.shape == (4, 2, F_T, T_T)
+  batch1 = np.asarray(_render_tiny_batch(g, poses, src1, TINY))
+  batchb = np.asarray(_render_tiny_batch(g, poses, srcb, TINY))
+  assert batch1.shape == batchb.shape == (4, 2, T_T, F_T)
   for i in range(4):
     np.testing.assert_allclose(batch1[i], np.asarray(_render_tiny(g, poses[i], src1, TINY)),
                                rtol=1e-5, atol=1e-6)
@@ -382,73 +412,97 @@ def test_render_batch_equals_stack_of_single_renders():
                                rtol=1e-5, atol=1e-6)
 
 
+def _waves(params, poses, src_tf):
+  """Batch waveforms ``[B, 2, TINY_LEN]``: ``renderer.render`` then ``dsp.istft_frames``."""
+  return dsp.istft_frames(renderer.render(params, poses, src_tf, TINY), length=TINY_LEN,
+                          **TINY.stft_kwargs())
+
+
 @_jit
 def _waveform_paths(g, poses, x):
-  """The same batch of waveforms three ways, in one compiled program."""
-  kw = TINY.stft_kwargs()
-  src, src_tf = dsp.stft(x, **kw), dsp.stft_frames(x, **kw)
-  default = render.render_waveform_batch(g, poses, src, TINY, TINY_LEN)
-  fmajor = render.render_waveform_batch(g, poses, src_tf, TINY, TINY_LEN, frames_major=True)
-  # 3 poses in chunks of 2: one padded chunk, outputs trimmed; shared source too.
-  chunked = render.render_waveform_batch(g, poses, src_tf, TINY, TINY_LEN, frames_major=True,
-                                         chunk_size=2)
-  shared = render.render_waveform_batch(g, poses, src_tf[0], TINY, TINY_LEN, frames_major=True,
-                                        chunk_size=2)
-  singles = jnp.stack([render.render_waveform(g, poses[i], src[i], TINY, TINY_LEN)
+  """The same batch of waveforms several ways, in one compiled program."""
+  src_tf = dsp.stft_frames(x, **TINY.stft_kwargs())
+  default = _waves(g, poses, src_tf)
+  # One shared source [T, F] for every pose == that source broadcast to [B, T, F].
+  shared = _waves(g, poses, src_tf[0])
+  shared_b = _waves(g, poses, jnp.broadcast_to(src_tf[0], src_tf.shape))
+  singles = jnp.stack([_waves(g, poses[i:i + 1], src_tf[i])[0]
                        for i in range(poses.shape[0])])
-  return src, src_tf, default, fmajor, singles, chunked, shared
+  return src_tf, default, shared, shared_b, singles
 
 
 def test_waveform_paths_agree():
-  """render_waveform_batch: frames-major source (stft_frames) == default layout ==
-  single-pose render_waveform; rendering from prepare()'d Planes == from Gaussians."""
+  """Waveforms of ``renderer.render`` + ``dsp.istft_frames``: the batch == the
+  float64 reference's waveforms == single-pose renders == padded batches of 2
+  (``predict.predict_waveforms``); a shared [T, F] source == it broadcast per pose;
+  rendering from ``fields`` computed once (outside the render's jit) == from the grid."""
   g = _tiny_gaussians(seed=13)
   poses = _tiny_poses(3, seed=6)
   x = jnp.asarray(np.random.default_rng(9).standard_normal((3, TINY_LEN)), jnp.float32)
-  src, src_tf, default, fmajor, singles, chunked, shared = map(
-      np.asarray, _waveform_paths(g, poses, x))
-  assert src.shape == (3, F_T, T_T) and src_tf.shape == (3, T_T, F_T)
-  assert default.shape == fmajor.shape == singles.shape == chunked.shape == (3, 2, TINY_LEN)
+  src_tf, default, shared, shared_b, singles = map(np.asarray, _waveform_paths(g, poses, x))
+  assert src_tf.shape == (3, T_T, F_T)
+  assert default.shape == shared.shape == singles.shape == (3, 2, TINY_LEN)
   peak = np.abs(default).max()
   assert peak > 0
-  np.testing.assert_allclose(fmajor, default, atol=1e-6 * peak)
-  np.testing.assert_allclose(chunked, default, atol=1e-6 * peak)
-  for i in range(3):  # source 0 for every pose
-    np.testing.assert_allclose(shared[i], np.asarray(render.render_waveform(
-        g, poses[i], src[0], TINY, TINY_LEN)), atol=1e-5 * peak)
+  # Against the float64 reference's STFTs (inverted by the same dsp.istft_frames).
+  ref = np.stack([renderer.render_reference(g, np.asarray(poses[i]), src_tf[i], TINY)
+                  for i in range(3)])
+  ref_wave = np.asarray(dsp.istft_frames(jnp.asarray(ref, jnp.complex64), length=TINY_LEN,
+                                         **TINY.stft_kwargs()))
+  np.testing.assert_allclose(default, ref_wave, atol=2e-5 * peak)
+  np.testing.assert_allclose(shared, shared_b, atol=1e-6 * peak)
   np.testing.assert_allclose(singles, default, atol=1e-5 * peak)
-  # Planes prepared once (outside the render's jit), then rendered from.
-  planes = _prepare(g, TINY)
-  assert isinstance(planes, render.Planes)
-  from_planes = np.asarray(_wave_batch_tiny(planes, poses, jnp.asarray(src_tf), config=TINY,
-                                            length=TINY_LEN, frames_major=True))
-  np.testing.assert_allclose(from_planes, default, atol=1e-5 * peak)
+  # 3 poses in batches of 2: one padded batch, outputs trimmed.
+  wave_fn = _jit(_waves)
+  chunked = predict.predict_waveforms(None, g, poses, jnp.asarray(src_tf), TINY_LEN, None,
+                                      batch_size=2,
+                                      predict=lambda p, ps, s, ref: wave_fn(p, ps, s))
+  assert chunked.shape == (3, 2, TINY_LEN)
+  np.testing.assert_allclose(chunked, default, atol=1e-6 * peak)
+  # Fields prepared once (outside the render's jit), then rendered from.
+  f = _fields(g, TINY)
+  assert isinstance(f, renderer.Fields)
+  from_fields = np.asarray(wave_fn(f, poses, jnp.asarray(src_tf)))
+  np.testing.assert_allclose(from_fields, default, atol=1e-5 * peak)
 
 
-@functools.partial(_jit, static_argnums=2)
-def _both_gain_layouts(g, pose, config):
-  return render.gains(g, pose, config), render.gains_tf(g, pose, config)
+_gains_tiny = _jit(renderer.gains, static_argnums=2)
 
 
 def test_gains_layouts():
-  g = _tiny_gaussians(seed=14)
+  """``gains``: complex64 ``[B, 2, T, F]``, the float64 reference's gains (its render of
+  a source of ones) and bin (t, f) <-> Gaussian f * T + t of the flat layout."""
+  flat = _tiny_flat(seed=14)
+  g = to_grid(flat, F_T)
   pose = _tiny_poses(1, seed=7)[0]
-  gains, gains_tf = map(np.asarray, _both_gain_layouts(g, pose, TINY))
-  assert gains.shape == (2, F_T, T_T) and gains.dtype == np.complex64
-  np.testing.assert_array_equal(gains, np.swapaxes(gains_tf, -1, -2))
-  # Bin (f, t) <-> Gaussian f * T + t: moving Gaussian f*T+t changes only that bin.
+  gains = np.asarray(_gains_tiny(g, pose[None], TINY))
+  assert gains.shape == (1, 2, T_T, F_T) and gains.dtype == np.complex64
+  gains = gains[0]
+  ref = renderer.render_reference(g, np.asarray(pose), np.ones((T_T, F_T), np.complex64), TINY)
+  assert np.abs(gains - ref).max() < 2e-5 * np.abs(ref).max()
+  # Bin (t, f) <-> Gaussian f * T + t: moving Gaussian f*T+t changes only that bin.
   f, t = 6, 3
-  g2 = g.replace(xyz=g.xyz.at[f * T_T + t].add(0.3))
-  gains2 = np.asarray(_both_gain_layouts(g2, pose, TINY)[0])
+  g2 = to_grid(flat.replace(xyz=flat.xyz.at[f * T_T + t].add(0.3)), F_T)
+  gains2 = np.asarray(_gains_tiny(g2, pose[None], TINY))[0]
   changed = np.abs(gains2 - gains).max(axis=0) > 0
-  assert changed[f, t] and changed.sum() == 1
+  assert changed[t, f] and changed.sum() == 1
 
 
-def test_to_planes_rejects_wrong_gaussian_count():
-  g = _tiny_gaussians()
-  bad = g.replace(xyz=g.xyz[:-1], sh=g.sh[:, :-1], decay=g.decay[:-1], phase=g.phase[:, :-1])
+def test_fields_rejects_wrong_gaussian_count():
+  """A Gaussian count that is not a multiple of F: ``to_grid`` refuses it; a grid of
+  another F than the config's: ``renderer.fields`` refuses it."""
+  flat = _tiny_flat()
+  bad = flat.replace(xyz=flat.xyz[:-1], sh=flat.sh[:, :-1], decay=flat.decay[:-1],
+                     phase=flat.phase[:, :-1])
   with pytest.raises(ValueError):
-    render.to_planes(bad, TINY)
+    to_grid(bad, F_T)
+  g = _tiny_gaussians()
+  narrow = g.replace(xyz=g.xyz[..., :-1], sh=g.sh[..., :-1], decay=g.decay[..., :-1],
+                     phase=g.phase[..., :-1])
+  with pytest.raises(ValueError):
+    renderer.fields(narrow, TINY)
+  with pytest.raises(ValueError):
+    renderer.render(narrow, _tiny_poses(1), _tiny_source()[:, :-1], TINY)
 
 
 # (6) one compilation for a fixed batch shape ----------------------------------------
@@ -458,7 +512,8 @@ _TRACES = []
 
 def _counted_wave_batch(g, poses, src, config, length):
   _TRACES.append(1)            # Python side effect: runs once per trace
-  return render.render_waveform_batch(g, poses, src, config, length)
+  return dsp.istft_frames(renderer.render(g, poses, src, config), length=length,
+                          **config.stft_kwargs())
 
 
 _counted = _jit(_counted_wave_batch, static_argnames=("config", "length"))
@@ -498,9 +553,9 @@ def test_no_attenuation_level_independent_of_distance(noise_stft):
 def test_no_sh_directionality_ignores_higher_coefficients():
   rng = np.random.default_rng(30)
   g = _tiny_gaussians(seed=30)
-  g_iso = g.replace(sh=g.sh.at[..., 1:].set(0.0))
-  g_other = g.replace(sh=g.sh.at[..., 1:].set(jnp.asarray(rng.normal(0, 1, g.sh[..., 1:].shape),
-                                                          jnp.float32)))
+  g_iso = g.replace(sh=g.sh.at[:, 1:].set(0.0))
+  g_other = g.replace(sh=g.sh.at[:, 1:].set(jnp.asarray(rng.normal(0, 1, g.sh[:, 1:].shape),
+                                                        jnp.float32)))
   src, pose = _tiny_source(), _tiny_poses(1, seed=8)[0]
   off = dataclasses.replace(TINY, use_sh_directionality=False)
   base = np.asarray(_render_tiny(g_iso, pose, src, off))
@@ -530,13 +585,13 @@ def test_woodworth_itd_of_a_lateral_gaussian():
   g = _tiny_gaussians(seed=2, degree=0, phase=False)
   pose = np.asarray(geometry.yaw_pose([0.0, 0.0, 0.0], 0.0))
   xyz = np.zeros_like(np.asarray(g.xyz))
-  xyz[:, 1] = 3.0                                   # world +y: the listener's left
+  xyz[1] = 3.0                                      # world +y: the listener's left
   g = g.replace(xyz=jnp.asarray(xyz, jnp.float32))
-  src = np.ones((F_T, T_T), np.complex64)
+  src = np.ones((T_T, F_T), np.complex64)
   for model, itd in (("woodworth", A / C * (np.pi / 2 + 1)), ("straight", 2 * A / C)):
     c = dataclasses.replace(cfg, itd_model=model)
-    out = np.asarray(render.render_reference(g, pose, src, c))
-    ipd = np.angle(out[0] * np.conj(out[1]))[:, 0]  # [F]: left leads -> positive phase
+    out = np.asarray(renderer.render_reference(g, pose, src, c))
+    ipd = np.angle(out[0] * np.conj(out[1]))[0]     # [F]: left leads -> positive phase
     freqs = dsp.frequencies(c.n_fft, c.sample_rate)
     slope = np.polyfit(2 * np.pi * freqs[1:4], np.unwrap(ipd[1:4]), 1)[0]
     assert slope == pytest.approx(itd, rel=0.02), model

@@ -14,9 +14,11 @@ import soundfile as sf
 
 from audiogs_jax import dataset
 from audiogs_jax import dsp
-from audiogs_jax import evaluate
-from audiogs_jax import render as render_lib
-from audiogs_jax import render_cli
+from audiogs_jax import poses as poses_lib
+from audiogs_jax import predict
+from audiogs_jax import render as render_cli
+from audiogs_jax import renderer
+from audiogs_jax import workdir
 from audiogs_jax.models import audiogs as audiogs_model
 
 SR = 22050
@@ -25,7 +27,7 @@ SR = 22050
 @pytest.fixture(scope="module")
 def trained(trained_workdir):
   """``(config, model, params, meta)`` of the session's smoke run."""
-  return evaluate.load_trained(trained_workdir)
+  return workdir.load_trained(trained_workdir)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +95,7 @@ def test_trajectory_interpolation():
   b = np.eye(4)
   b[:3, :3] = [[0, -1, 0], [1, 0, 0], [0, 0, 1]]  # 90 degrees about z
   b[:3, 3] = [2.0, 0.0, -4.0]
-  at = render_cli.trajectory_fn(np.array([1.0, 3.0]), np.stack([a, b]))
+  at = poses_lib.trajectory_fn(np.array([1.0, 3.0]), np.stack([a, b]))
   p = at(np.array([0.0, 2.0, 5.0]))
   np.testing.assert_allclose(p[0], a, atol=1e-12)      # clamped before the start
   np.testing.assert_allclose(p[2], b, atol=1e-12)      # clamped after the end
@@ -105,7 +107,7 @@ def test_trajectory_interpolation():
 @pytest.mark.parametrize("n", [1, 22049, 22050, 22051, 3 * 22050 + 17])
 def test_chunk_plan_weights_sum_to_one(n):
   clip = 22050 if n > 10 else 8
-  pad, hop, starts = render_cli.chunk_plan(n, clip)
+  pad, hop, starts = predict.chunk_plan(n, clip)
   w = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(clip) / clip)
   total = np.zeros(int(starts[-1]) + clip)
   for s in starts:
@@ -146,7 +148,7 @@ def _replicate(params, num_freqs: int, *, frame: int = 0, freq=None):
     return out
 
   return params.replace(**{k: rep(k, getattr(params, k)) for k in _FIELDS
-                           if getattr(params, k) is not None})
+                           if getattr(params, k, None) is not None})
 
 
 @pytest.mark.parametrize("freq,max_tol,rms_tol", [
@@ -169,13 +171,14 @@ def test_chunked_render_equals_one_long_render(trained, val_poses, freq, max_tol
   rc = audiogs_model.render_config(config)
   g = _replicate(params, rc.num_freqs, frame=0, freq=freq)
   pose = val_poses[1]
-  gain = np.asarray(jax.jit(render_lib.gains, static_argnums=2)(
-      g, jnp.asarray(pose, jnp.float32), rc))                             # [2, F, T]
-  np.testing.assert_allclose(gain, np.broadcast_to(gain[..., :1], gain.shape),
+  gain = np.asarray(jax.jit(renderer.gains, static_argnums=2)(
+      g, jnp.asarray(pose, jnp.float32)[None], rc))[0]                    # [2, T, F]
+  np.testing.assert_allclose(gain, np.broadcast_to(gain[:, :1], gain.shape),
                              rtol=1e-5, atol=1e-6 * np.abs(gain).max())
   if freq is not None:
     np.testing.assert_allclose(np.abs(gain), np.broadcast_to(np.abs(gain[:, :1, :1]),
                                                              gain.shape), rtol=1e-5)
+  gain = np.swapaxes(gain, -1, -2)                                        # [2, F, T]
   x = _noise(4.3, seed=1)                  # 4.3 clips long
   fade = np.sin(np.linspace(0, np.pi / 2, 441)) ** 2
   x[:441] *= fade                          # no onset clicks at the signal's own ends
@@ -184,7 +187,7 @@ def test_chunked_render_equals_one_long_render(trained, val_poses, freq, max_tol
   direct = np.asarray(jax.jit(
       lambda s, gn: dsp.istft(gn[..., :1] * dsp.stft(s, **kw)[None], length=s.shape[0],
                               **kw))(jnp.asarray(x), jnp.asarray(gain)))
-  chunked = render_cli.render_long(
+  chunked = predict.render_long(
       x, lambda t: np.repeat(pose[None], len(np.atleast_1d(t)), 0), model=model,
       params=g, config=config, clip_length=int(meta["clip_length"]),
       norm_factor=float(meta["norm_factor"]), batch_size=4)

@@ -1,5 +1,6 @@
-"""The hand-derived backward pass (render_vjp) against JAX autodiff of the
-reference per-pose renderer, for every field and the main config switches."""
+"""The hand-derived backward pass (``renderer.backward``) against JAX autodiff of
+``renderer.formula.gains`` (``RenderConfig.custom_backward=False``), for every field
+and the main config switches."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from audiogs_jax import geometry, losses
-from audiogs_jax import render as R
+from audiogs_jax import renderer as R
 from audiogs_jax.gaussians import init_gaussians, to_grid
 
 F, T, B = 17, 5, 3
@@ -46,7 +47,7 @@ def test_custom_backward_matches_autodiff(gkw, ckw):
     cfg = R.RenderConfig(custom_backward=custom, **BASE, **ckw)
 
     def loss(params):
-      pred = R.render_batch_tf(params, poses, src, cfg)
+      pred = R.render(params, poses, src, cfg)
       return losses.magnitude_l2(pred, tgt) + losses.ipd_loss(pred, tgt)
 
     grads.append(jax.jit(jax.value_and_grad(loss))(to_grid(g, F)))

@@ -148,17 +148,26 @@ def test_basis_terms_match_sh_basis():
 
 @_jit
 def _eval_all(coeffs, dirs):
-  """eval_sh per degree, full [6, 7, K] coefficients and one broadcast [K] vector,
-  and d eval_sh / d coeffs for degree 3."""
+  """``expand`` per degree: full ``[E=1, K, 6, 7]`` coefficients, one broadcast
+  ``[1, K]`` vector, two fields ``[E=2, K]`` against directions ``[6, E=2]`` (as the
+  renderer passes ``[B, 2, T, F]`` against ``[E, K, T, F]``), and d expand / d coeffs
+  for degree 3."""
+  x, y, z = dirs[..., 0], dirs[..., 1], dirs[..., 2]
+  full_c = jnp.moveaxis(coeffs, -1, 0)[None]                     # [1, 16, 6, 7]
+  pair = coeffs[:2, 0]                                           # [2, 16]
+  d2 = dirs[:, :2]                                               # [6, 2, 3]
   out = {}
   for d in range(4):
-    c = coeffs[..., :(d + 1) ** 2]
-    out[f"degree{d}"] = (sh.eval_sh(c, dirs), sh.eval_sh(c[0, 0], dirs))
-  out["grad"] = jax.grad(lambda c: jnp.sum(sh.eval_sh(c, dirs[0, 0])))(coeffs[0, 0])
+    k = (d + 1) ** 2
+    out[f"degree{d}"] = (sh.expand(full_c[:, :k], x, y, z),
+                         sh.expand(coeffs[0, 0, None, :k], x, y, z),
+                         sh.expand(pair[:, :k], d2[..., 0], d2[..., 1], d2[..., 2]))
+  out["grad"] = jax.grad(lambda c: jnp.sum(sh.expand(c[None], x[0, 0], y[0, 0], z[0, 0])))(
+      coeffs[0, 0])
   return out
 
 
-def test_eval_sh_is_weighted_sum():
+def test_expand_is_weighted_sum():
   rng = np.random.default_rng(3)
   coeffs = rng.standard_normal((6, 7, 16)).astype(np.float32)
   dirs = _unit(rng.standard_normal((6, 7, 3))).astype(np.float32)
@@ -166,10 +175,13 @@ def test_eval_sh_is_weighted_sum():
   ref_basis = _real_sh_scipy(dirs.reshape(-1, 3).astype(np.float64), 3).reshape(6, 7, 16)
   for d in range(4):
     k = (d + 1) ** 2
-    full, broadcast = out[f"degree{d}"]
-    assert full.shape == broadcast.shape == (6, 7)
-    np.testing.assert_allclose(full, np.sum(coeffs[..., :k] * ref_basis[..., :k], -1), atol=2e-5)
+    full, broadcast, pair = out[f"degree{d}"]
+    assert full.shape == (1, 6, 7) and broadcast.shape == (6, 7) and pair.shape == (6, 2)
+    np.testing.assert_allclose(full[0], np.sum(coeffs[..., :k] * ref_basis[..., :k], -1),
+                               atol=2e-5)
     np.testing.assert_allclose(broadcast, np.sum(coeffs[0, 0, :k] * ref_basis[..., :k], -1),
+                               atol=2e-5)
+    np.testing.assert_allclose(pair, np.sum(coeffs[None, :2, 0, :k] * ref_basis[:, :2, :k], -1),
                                atol=2e-5)
   # d/dcoeffs of the expansion is the basis itself.
   np.testing.assert_allclose(out["grad"], ref_basis[0, 0], atol=1e-6)
@@ -188,4 +200,4 @@ def test_num_coeffs_and_degree_of():
   with pytest.raises(ValueError):
     sh.sh_basis(np.zeros((2, 3)), 4)
   with pytest.raises(ValueError):
-    sh.eval_sh(np.zeros((2, 5)), np.zeros((2, 3)))
+    sh.expand(np.zeros((2, 5)), *np.zeros((3, 2)))

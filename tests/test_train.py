@@ -20,9 +20,12 @@ import numpy as np
 import pytest
 
 from audiogs_jax import checkpoint as ckpt_lib
+from audiogs_jax import cli
 from audiogs_jax import config as config_lib
 from audiogs_jax import dataset
 from audiogs_jax import train
+from audiogs_jax import trainstate
+from audiogs_jax import workdir as workdir_lib
 from audiogs_jax.models import get_model
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -34,8 +37,8 @@ def _restore_state(workdir, step=None):
   ck = ckpt_lib.Checkpointer(workdir, keep=int(config.train.keep), async_save=False)
   try:
     meta = ck.restore_meta()
-    info = train.scene_info_from_meta(meta)
-    template, _ = train.create_train_state(config, info, jax.random.PRNGKey(0))
+    info = workdir_lib.scene_info_from_meta(meta)
+    template, _ = trainstate.create_train_state(config, info, jax.random.PRNGKey(0))
     state, meta = ck.restore(template, step)
   finally:
     ck.close()
@@ -123,8 +126,8 @@ def test_training_reduces_the_loss(trained_workdir, smoke):
   config = config_lib.load_saved_config(trained_workdir / "config.json")
   scene = dataset.load_split(config, "train", progress=False)
   data = dataset.to_device(scene, config)
-  info = train.scene_info_of(scene, config)
-  init, _ = train.create_train_state(config, info, jax.random.PRNGKey(int(config.seed)))
+  info = workdir_lib.scene_info_of(scene, config)
+  init, _ = trainstate.create_train_state(config, info, jax.random.PRNGKey(int(config.seed)))
   trained, _ = _restore_state(trained_workdir)
   model = get_model(config.model.name)
 
@@ -144,8 +147,8 @@ def test_training_reduces_the_loss(trained_workdir, smoke):
   assert after < 0.95 * before, (before, after)
   blind = copy.deepcopy(config)
   with blind.unlocked():
-    blind.model.init_position, blind.model.init_spread = "listeners", 0.3
-  blind_state, _ = train.create_train_state(blind, train.scene_info_of(scene, blind),
+    blind.model.audiogs.init_position, blind.model.audiogs.init_spread = "listeners", 0.3
+  blind_state, _ = trainstate.create_train_state(blind, workdir_lib.scene_info_of(scene, blind),
                                             jax.random.PRNGKey(int(config.seed)))
   uninformed = float(full_loss(jax.device_get(blind_state.params)))
   assert after < 0.6 * uninformed, (uninformed, after)
@@ -296,7 +299,7 @@ def test_resume_into_another_model_is_a_clear_error(trained_workdir, smoke, tmp_
   before = (wd / "config.json").read_text()
   with pytest.raises(SystemExit) as e:
     train.main(["--workdir", str(wd), "--no-eval", "--no-progress",
-                "--config.model.sh_degree=1"])
+                "--config.model.audiogs.sh_degree=1"])
   assert e.value.code == 2
   err = capsys.readouterr().err
   assert f"{wd / 'checkpoints' / str(smoke.steps)}: does not match" in err
@@ -307,8 +310,8 @@ def test_resume_into_another_model_is_a_clear_error(trained_workdir, smoke, tmp_
 
 def test_resume_reads_the_saved_config(trained_workdir, smoke, tmp_path):
   """Without --config, a workdir's own config.json is used (its steps, root...)."""
-  args = train._parser().parse_args(["--workdir", str(trained_workdir)])
-  cfg = train.resolve_config(args, {"train.log_every": "2"})
+  args = cli.train_parser().parse_args(["--workdir", str(trained_workdir)])
+  cfg = workdir_lib.resolve_config(args, {"train.log_every": "2"})
   assert cfg.train.steps == smoke.steps
   assert cfg.data.root == str(smoke.data_root)
   assert cfg.train.log_every == 2

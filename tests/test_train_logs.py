@@ -15,6 +15,7 @@ import signal
 import pytest
 
 from audiogs_jax import checkpoint as ckpt_lib
+from audiogs_jax import logs
 from audiogs_jax import train
 from test_train import _tfrecords
 
@@ -41,8 +42,8 @@ def test_logger_keeps_rows_up_to_the_resumed_step(tmp_path, monkeypatch):
   """Rows 1-6 logged by a run whose last checkpoint is step 4 (and a line torn
   by the kill); the resumed logger logs 5-8: each step once, the new values,
   one event file holding the same."""
-  monkeypatch.setattr(train, "_is_main", lambda: True)
-  first = train._Logger(tmp_path)
+  monkeypatch.setattr(logs.parallel, "is_main", lambda: True)
+  first = logs.Logger(tmp_path)
   for s in range(1, 7):
     first.write(s, {"loss": 100.0 + s})
     if s % 2 == 0:
@@ -50,7 +51,7 @@ def test_logger_keeps_rows_up_to_the_resumed_step(tmp_path, monkeypatch):
   first.close()
   with open(tmp_path / "metrics.jsonl", "a") as f:
     f.write('{"step": 7, "spl')
-  second = train._Logger(tmp_path, resume_step=4)
+  second = logs.Logger(tmp_path, resume_step=4)
   for s in range(5, 9):
     second.write(s, {"loss": float(s)})
   second.close()
