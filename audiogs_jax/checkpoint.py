@@ -23,7 +23,7 @@ restore onto any devices (``restore(..., sharding=...)``).
 from __future__ import annotations
 
 import pathlib
-from typing import Any, Optional
+from typing import Optional
 
 import jax
 import orbax.checkpoint as ocp

@@ -54,12 +54,14 @@ def _file_stem(clip_id: str) -> str:
       return stem[:-len(ext)]
   return stem
 
+
 def _write_wav(path: pathlib.Path, x: np.ndarray, sr: int) -> None:
   x = np.asarray(x, np.float32)
   peak = float(np.max(np.abs(x))) if x.size else 0.0
   if peak > 1.0:  # never clip silently: scale the pair's file down
     x = x / peak
   sf.write(str(path), x.T if x.ndim == 2 else x, sr, subtype="FLOAT")
+
 
 def evaluate_workdir(workdir, split: Optional[str] = None, *, which: Optional[str] = None,
                      progress: bool = True, quiet: bool = False) -> dict:
@@ -74,11 +76,13 @@ def evaluate_workdir(workdir, split: Optional[str] = None, *, which: Optional[st
   return _evaluate_scene(workdir, eval_dir(workdir, split, which), config, model, params,
                          meta, split, which=which, progress=progress, quiet=quiet)
 
+
 def eval_dir(workdir, split: str, which: Optional[str] = None) -> pathlib.Path:
   """``WORKDIR/eval/<split>`` for the latest checkpoint, ``<split>_best`` for
   the best one (so that neither overwrites the other)."""
   name = split if (which or "latest") == "latest" else f"{split}_{which}"
   return pathlib.Path(workdir) / "eval" / name
+
 
 def _protocol(config, model, meta, split: str, which, num_clips: int, sr: int,
               rt60_true, with_dpam: bool) -> dict:
@@ -196,6 +200,7 @@ def _evaluate_scene(workdir, out: pathlib.Path, config, model, params, meta, spl
           f"{summary['protocol']['dpam']}):\n{table}\n\nwritten to {out}")
   return summary
 
+
 def _aggregate(per_scene: dict) -> dict:
   """RWAVS aggregation (per scene, per environment, overall) of
   ``{scene_id: {metric: value}}``; a plain mean over scenes (``overall``)
@@ -207,6 +212,7 @@ def _aggregate(per_scene: dict) -> dict:
   mean = lambda vals: None if any(v is None for v in vals) else float(np.mean(vals))
   return {"per_scene": {str(i): dict(per_scene[i]) for i in ids}, "per_environment": {},
           "overall": {k: mean([per_scene[i].get(k) for i in ids]) for k in keys}}
+
 
 def evaluate_scenes(workdir, config, model, params, meta, split: str, *,
                     which: Optional[str] = None, progress: bool = True,

@@ -62,6 +62,7 @@ class Logger:
     if self.tb is not None:
       self.tb.close()
 
+
 def _kept_rows(path: pathlib.Path, upto: int) -> list:
   """The rows of a ``metrics.jsonl`` up to step ``upto`` (a torn last line,
   from a kill in the middle of a write, is dropped)."""

@@ -45,6 +45,7 @@ def load_source(path, sample_rate: int) -> np.ndarray:
     warnings.warn(f"{path}: {x.shape[0]} channels; mixing down to mono", stacklevel=2)
   return np.mean(x, axis=0).astype(np.float32)
 
+
 def parse_pose(text: str) -> np.ndarray:
   """16 numbers, or a .json / .npy file with a 4x4 pose."""
   if _names_a_file(text):
@@ -72,6 +73,7 @@ def parse_pose(text: str) -> np.ndarray:
   check_rigid(pose, "--pose")
   return pose
 
+
 def _names_a_file(text: str) -> bool:
   """Whether a ``--pose`` value is a file name (a .json/.npy name, or any
   existing path) rather than numbers."""
@@ -81,6 +83,7 @@ def _names_a_file(text: str) -> bool:
     return os.path.exists(text)
   except (OSError, ValueError):   # too long for a file name, NUL bytes: not a path
     return False
+
 
 def load_trajectory(path) -> tuple[np.ndarray, np.ndarray]:
   """``(times [K], poses [K, 4, 4])`` from a trajectory JSON (format:
@@ -119,6 +122,7 @@ def load_trajectory(path) -> tuple[np.ndarray, np.ndarray]:
     check_rigid(p, path, f"pose {i}")
   return np.asarray(times, np.float64), np.stack(poses)
 
+
 def check_times(times, path, key: str = "poses") -> None:
   """DataError unless the keyframe times are finite and strictly increasing
   (interpolation needs an order; two poses at one time contradict each other)."""
@@ -132,6 +136,7 @@ def check_times(times, path, key: str = "poses") -> None:
     if times[i] < times[i - 1]:
       raise DataError(path, f"{key}[{i}].time {times[i]:g} s comes after "
                             f"{times[i - 1]:g} s: keyframe times must increase")
+
 
 def trajectory_fn(times: np.ndarray, poses: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
   """Pose at any time: linear position, slerp orientation, clamped at the ends."""

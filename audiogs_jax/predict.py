@@ -31,6 +31,7 @@ def make_predict(model, config):
 
   return jax.jit(predict, compiler_options=compiler_options(model))
 
+
 def predict_waveforms(model, params, poses, source_tf, length: int, config,
                       batch_size: int = 16, predict=None) -> np.ndarray:
   """Render every clip, in fixed-size batches (the last one padded, so one
@@ -63,6 +64,7 @@ def chunk_plan(num_samples: int, clip: int) -> tuple[int, int, np.ndarray]:
   total = num_samples + 2 * hop
   k = max(int(np.ceil((total - clip) / hop)) + 1, 1)
   return hop, hop, np.arange(k) * hop
+
 
 def render_long(source: np.ndarray, pose_at: Callable, *, model, params, config,
                 clip_length: int, norm_factor: float, batch_size: int = 8) -> np.ndarray:

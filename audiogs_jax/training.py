@@ -37,8 +37,10 @@ __all__ = ["train_and_evaluate", "validate", "best_metric_name"]
 def best_metric_name(config) -> str:
   return "mag_avcloud" if config.data.kind == "replay_nvas" else "mag_avnerf"
 
+
 def _is_main() -> bool:
   return parallel.is_main()
+
 
 def validate(model, params, eval_data, scene, config, predict) -> dict:
   """Quick validation metrics (MAG both protocols, ENV, LRE) on a split, on
@@ -52,6 +54,7 @@ def validate(model, params, eval_data, scene, config, predict) -> dict:
           "mag_avcloud": float(np.mean(metrics.mag_avcloud(pred, tgt))),
           "env": float(np.mean(metrics.env(pred, tgt))),
           "lre": float(np.mean(metrics.lre(pred, tgt)))}
+
 
 class _Scenes:
   """The scenes of a job, read lazily and kept: ``configs[i]`` is scene i's
@@ -73,6 +76,7 @@ class _Scenes:
                                                   progress=self.progress)
     return self._cache[(i, name)]
 
+
 def _host_state(config, model, scenes: _Scenes, train_split: str):
   """Initial host state (stacked for several scenes), optimiser and meta."""
   states, metas = [], []
@@ -91,6 +95,7 @@ def _host_state(config, model, scenes: _Scenes, train_split: str):
           "clip_length": metas[0]["clip_length"]}
   return stack_states(states), tx, meta
 
+
 def _validate_all(model, scenes: _Scenes, eval_data: list, params_of, params, config,
                   predict) -> dict:
   """Validation metrics; for several scenes, ``metric/scene_<id>`` per scene
@@ -108,6 +113,7 @@ def _validate_all(model, scenes: _Scenes, eval_data: list, params_of, params, co
     out.update({f"{k}/scene_{sid}": x for k, x in v.items()})
   return out
 
+
 def _scalars(metrics: dict, ids: list) -> dict:
   """Logged training scalars: as they are for one scene; for several, the mean
   over scenes and ``name/scene_<id>`` per scene."""
@@ -118,6 +124,7 @@ def _scalars(metrics: dict, ids: list) -> dict:
   for k, v in m.items():
     out.update({f"{k}/scene_{sid}": float(x) for sid, x in zip(ids, v)})
   return out
+
 
 def _check_resume(config, ckpt, workdir: pathlib.Path, start: int,
                   change_schedule: bool) -> None:
@@ -143,6 +150,7 @@ def _check_resume(config, ckpt, workdir: pathlib.Path, start: int,
   if _is_main():
     print(f"note: resuming at step {start} with a changed learning-rate schedule "
           f"({what})", file=sys.stderr)
+
 
 def train_and_evaluate(config, workdir, *, evaluate_at_end: bool = True,
                        progress: bool = True, change_schedule: bool = False) -> TrainState:
@@ -190,6 +198,7 @@ def train_and_evaluate(config, workdir, *, evaluate_at_end: bool = True,
     else:
       evaluation.evaluate_workdir(workdir, split=config.data.eval_split, progress=progress)
   return state
+
 
 def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, progress):
   """The training loop proper (see ``train_and_evaluate``); SystemExit(130)
@@ -270,6 +279,7 @@ def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, pr
     raise SystemExit(130)
   return state
 
+
 def _log_step(step: int, m: dict, clock: tuple, ids: list, logger: Logger, bar) -> tuple:
   """Log the step's training scalars and the step rate since ``clock`` (time,
   step); returns the new clock."""
@@ -295,6 +305,7 @@ def _state_views(scenes, layout, tx):
              jax.jit(lambda s: layout.unpad_state(s, tx)))
   return params_of, to_save
 
+
 def _catch_sigterm(flag: dict):
   """SIGTERM sets ``flag["flag"]`` (the loop then saves and stops); returns the
   previous handler, or None when not in the main thread (no handler set)."""
@@ -304,6 +315,7 @@ def _catch_sigterm(flag: dict):
     return signal.signal(signal.SIGTERM, on_sigterm)
   except ValueError:
     return None
+
 
 def _agreed(flag: bool) -> bool:
   """``flag`` of any process: every process of a multi-process job stops at the

@@ -62,6 +62,7 @@ def _schedule(lr: float, config):
   raise ValueError(f"config.train.schedule={t.schedule!r}: use cosine, exponential "
                    "or constant")
 
+
 def make_optimizer(config, model, params) -> optax.GradientTransformation:
   """Adam per parameter field, with global-norm clipping first."""
   labels = model.labels(params)
@@ -73,6 +74,7 @@ def make_optimizer(config, model, params) -> optax.GradientTransformation:
   transforms = {name: optax.adam(_schedule(float(lrs[name]), config)) for name in used}
   return optax.chain(optax.clip_by_global_norm(float(config.train.clip_norm)),
                      optax.multi_transform(transforms, labels))
+
 
 def create_train_state(config, scene_info: SceneInfo, key: jax.Array,
                        norm_factor: float = 1.0):
@@ -86,10 +88,12 @@ def create_train_state(config, scene_info: SceneInfo, key: jax.Array,
                      norm_factor=jnp.asarray(norm_factor, jnp.float32))
   return state, tx
 
+
 def scene_state_axes() -> TrainState:
   """``vmap`` axes of a multi-scene state: parameters, optimiser state and
   normalisation factor stacked along axis 0; step and RNG key shared."""
   return TrainState(step=None, params=0, opt_state=0, rng=None, norm_factor=0)
+
 
 def stack_states(states: list) -> TrainState:
   """One multi-scene state (host numpy) from per-scene states made with the
@@ -107,6 +111,7 @@ def compiler_options(model: RenderModel) -> Optional[dict]:
 def _global_norm(tree):
   norm = getattr(getattr(optax, "tree", None), "norm", None)
   return norm(tree) if norm is not None else optax.global_norm(tree)
+
 
 def make_train_step(model, tx, config, layout: Optional[parallel.Layout] = None):
   """``train_step(state, batch) -> (state, metrics)``, pure, not yet jitted.
@@ -144,6 +149,7 @@ def make_train_step(model, tx, config, layout: Optional[parallel.Layout] = None)
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return train_step
+
 
 def make_sampled_step(model, tx, config, layout: Optional[parallel.Layout] = None,
                       state: Optional[TrainState] = None,

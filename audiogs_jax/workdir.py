@@ -44,6 +44,7 @@ def scene_info_of(scene, config) -> SceneInfo:
                    sample_rate=scene.sample_rate, center=dataset.listener_center(scene),
                    metres_per_unit=dataset.metres_per_unit(scene), **extras)
 
+
 def scene_info_from_meta(meta: dict) -> SceneInfo:
   """``SceneInfo`` of a single-scene checkpoint's meta (or of one entry of a
   multi-scene checkpoint's ``meta["per_scene"]``)."""
@@ -51,6 +52,7 @@ def scene_info_from_meta(meta: dict) -> SceneInfo:
   return SceneInfo(num_freqs=int(s["num_freqs"]), num_frames=int(s["num_frames"]),
                    sample_rate=int(s["sample_rate"]), center=tuple(s["center"]),
                    metres_per_unit=s.get("metres_per_unit"), source_mag=None)
+
 
 def scene_meta(scene, info: SceneInfo) -> dict:
   """What a checkpoint records about one scene (evaluate/render need it)."""
@@ -62,6 +64,7 @@ def scene_meta(scene, info: SceneInfo) -> dict:
           "source_position": (None if scene.source_position is None
                               else [float(v) for v in scene.source_position]),
           "scene_meta": scene.meta}
+
 
 def state_template(config, meta: dict):
   """Abstract ``TrainState`` (shapes and dtypes) of a workdir's checkpoint,
@@ -76,6 +79,7 @@ def state_template(config, meta: dict):
   stacked = jax.tree.map(
       lambda *xs: jax.ShapeDtypeStruct((len(xs),) + xs[0].shape, xs[0].dtype), *states)
   return stacked.replace(step=states[0].step, rng=states[0].rng)
+
 
 def scene_params(params, index: int):
   """One scene's parameters from a multi-scene (stacked) parameter tree."""
@@ -102,13 +106,16 @@ def load_state(workdir, which: str):
     ckpt.close()
   return config, get_model(config.model.name), state.params, meta
 
+
 def ckpt_dir(which: str) -> str:
   """The workdir's folder of the ``latest`` or ``best`` checkpoints."""
   return "best" if which == "best" else "checkpoints"
 
+
 def scene_ids_of(meta: dict) -> list:
   """The scenes of a multi-scene checkpoint's meta; ``[]`` for one scene."""
   return list(meta.get("scenes") or [])
+
 
 def select_scene(config, params, meta: dict, scene: str):
   """One scene of a multi-scene checkpoint: ``(config, params, meta)`` as a
@@ -123,6 +130,7 @@ def select_scene(config, params, meta: dict, scene: str):
   scene_meta.update(meta["per_scene"][i])
   return (dataset.scene_config(config, scene), scene_params(params, i),
           scene_meta)
+
 
 def load_trained(workdir, which: str = "latest", scene: Optional[str] = None):
   """``(config, model, params, meta)`` of a training workdir.
@@ -156,6 +164,7 @@ def resolve_config(args, overrides: dict):
     cfg = config_lib.load_config_file(args.config or config_lib.default_config_path())
   return config_lib.apply_overrides(cfg, overrides)
 
+
 def check_workdir(workdir: pathlib.Path) -> None:
   """ConfigError naming ``--workdir`` when it cannot be a training folder: a
   file, a link to nowhere, a read-only folder, or under a file."""
@@ -174,6 +183,7 @@ def check_workdir(workdir: pathlib.Path) -> None:
   if not os.access(probe, os.W_OK) or not mode & 0o222:
     what = "is read-only" if probe == workdir else f"cannot be created in {probe} (read-only)"
     raise config_lib.ConfigError(f"{where}: {what}")
+
 
 class WorkdirGuard:
   """What a run adds to its workdir, removed again when the run fails before

@@ -1,7 +1,6 @@
 """gaussians: the parameter pytree, its initialisation and its shape checks."""
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp

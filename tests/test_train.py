@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import pathlib
 import shutil
 import signal
@@ -15,7 +14,6 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
