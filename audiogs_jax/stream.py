@@ -146,8 +146,10 @@ def stream_params(params: "GaussianGrid | Fields", config: StreamConfig) -> Fiel
 
 
 def stream_gain(sp: Fields, pose: jnp.ndarray, config: StreamConfig):
-  """Complex gains ``[2, F]`` of the stream at one pose ``[4, 4]``."""
-  return jnp.mean(formula.gains(sp, pose[None], config.render)[0], axis=-2)
+  """Complex gains ``[2, F]`` of the stream at one pose ``[4, 4]`` (with the
+  backend's fast arcsine for the Woodworth path: ``RenderConfig.fast_arcsin``)."""
+  render = dataclasses.replace(config.render, fast_arcsin=True)
+  return jnp.mean(formula.gains(sp, pose[None], render)[0], axis=-2)
 
 
 def init_state(sp: Fields, pose, config: StreamConfig) -> StreamState:

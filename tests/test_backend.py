@@ -131,3 +131,11 @@ def test_host_allocator(monkeypatch):
     assert backend.tune_host_allocator() is False
   finally:
     assert backend.restore_host_allocator() is (libc is not None)
+
+
+def test_arcsin_choice_by_backend():
+  """The polynomial arcsine only on CPU and only when asked; ``jnp.arcsin`` otherwise."""
+  assert backend.arcsin(True, "cpu") is fastmath.asin
+  assert backend.arcsin(False, "cpu") is jnp.arcsin
+  for name in ("gpu", "tpu"):
+    assert backend.arcsin(True, name) is jnp.arcsin

@@ -21,7 +21,10 @@ class RenderConfig(StftSettings):
   off). ``content_mode`` is Audio 3DGS's alternative: the Gaussians give the
   output magnitude directly and only the source's phase is used.
   ``fast_math`` lets the backend substitute polynomial exp/log/sin/cos where that
-  pays (``backend.transcendentals``); ``custom_backward`` selects the hand-derived
+  pays (``backend.transcendentals``); ``fast_arcsin`` does the same for the Woodworth
+  path's arcsine (``backend.arcsin``: the streaming renderer sets it; training and
+  evaluation keep ``jnp.arcsin``, the numbers of the tables); ``custom_backward``
+  selects the hand-derived
   VJP (``renderer.backward``) over autodiff of the same forward.
   """
   sample_rate: int = 22050
@@ -43,4 +46,5 @@ class RenderConfig(StftSettings):
   dual_sh: bool = True
   content_mode: bool = False
   fast_math: bool = True
+  fast_arcsin: bool = False
   custom_backward: bool = True

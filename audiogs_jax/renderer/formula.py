@@ -75,12 +75,12 @@ def fields(g: GaussianGrid, config: RenderConfig) -> Fields:
       phase=g.phase if config.use_learned_phase else None, scale=scale)
 
 
-def woodworth(s):
+def woodworth(s, asin=jnp.arcsin):
   """``(asin(s) + s, d/ds)`` of the lateral components ``s``, clipped to +-0.999 (the
   derivative is 0 where clipped, as autodiff of the clip gives)."""
   inside = jnp.abs(s) < WOODWORTH_MAX_LATERAL
   s = jnp.clip(s, -WOODWORTH_MAX_LATERAL, WOODWORTH_MAX_LATERAL)
-  return jnp.arcsin(s) + s, jnp.where(inside, 1.0 / jnp.sqrt(1.0 - s * s) + 1.0, 0.0)
+  return asin(s) + s, jnp.where(inside, 1.0 / jnp.sqrt(1.0 - s * s) + 1.0, 0.0)
 
 
 def itd_path(r, rc, px, config: RenderConfig):
@@ -94,7 +94,7 @@ def itd_path(r, rc, px, config: RenderConfig):
   if config.itd_model == "straight":
     return r - rc
   if config.itd_model == "woodworth":
-    g, _ = woodworth(px / rc)
+    g, _ = woodworth(px / rc, backend.arcsin(config.fast_arcsin))
     half = 0.5 * config.head_radius * g
     return jnp.stack([half, -half])
   raise ValueError(f"itd_model must be straight or woodworth, got {config.itd_model!r}")
