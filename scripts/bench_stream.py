@@ -2,7 +2,8 @@
 
 Speed (``bench_stream``): ``audiogs_jax.stream``'s jitted step as the
 listening page's server calls it (host block in, host binaural block out) on
-a 1-s-clip AudioGS model (F = 257, T = 173: 44,461 Gaussians, SH degree 2),
+a 1-s-clip AudioGS model (F = 257, T = 173: 44,461 Gaussians, SH degree 2) with
+the default config's render settings (Woodworth ITD),
 for each block size and gain mode, with the pose still (the gains are cached)
 and with a new pose every block (the gains recomputed every block: a head
 that never stops turning). Per row: ``ms_per_block`` (median; ``min_ms`` the
@@ -26,11 +27,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from audiogs_jax import config as config_lib
 from audiogs_jax import dataset, metrics, predict, renderer, stream, workdir
+from audiogs_jax.models import audiogs
 from audiogs_jax.gaussians import GaussianGrid
 
 SR, F, T = 22050, 257, 173
-MODES = (("gain_mean", 1), ("gain_mean", 4), ("gain_mean", 16), ("param_mean", 1))
+MODES = (("gain_mean", 1), ("gain_mean", 4), ("gain_mean", 8), ("gain_mean", 16),
+         ("param_mean", 1))
 
 
 def _model(seed=0):
@@ -44,6 +48,11 @@ def _model(seed=0):
                       decay=0.3 * rng.standard_normal((T, F)).astype(np.float32),
                       phase=np.zeros((2, T, F), np.float32), rotation=None,
                       log_scale=np.float32(0.0))
+
+
+def _render_config() -> renderer.RenderConfig:
+  """The default config's AudioGS render settings (Woodworth ITD, fast math)."""
+  return audiogs.render_config(config_lib.load_config_file(config_lib.default_config_path()))
 
 
 def _poses(n: int) -> np.ndarray:
@@ -75,8 +84,8 @@ def bench_stream(blocks=(128, 256, 512), repeats: int = 400, modes=MODES) -> lis
   rows = []
   for block in blocks:
     for mode, stride in modes:
-      cfg = stream.StreamConfig(render=renderer.RenderConfig(sample_rate=SR), block=block,
-                                gain_mode=mode, frame_stride=stride)
+      cfg = stream.StreamConfig(render=_render_config(), block=block, gain_mode=mode,
+                                frame_stride=stride)
       s = stream.Streamer(sp=stream.stream_params(grid, cfg), config=cfg)
       moving = _poses(repeats)
       still = moving[:1]
