@@ -15,9 +15,11 @@ import shutil
 import numpy as np
 import pytest
 
-from audiogs_jax import benchmark
 from audiogs_jax import config as config_lib
+from audiogs_jax.benchmark import analysis
+from audiogs_jax.benchmark import cli as benchmark_cli
 from audiogs_jax.benchmark import paths
+from audiogs_jax.benchmark import plans
 from audiogs_jax.benchmark import runner
 
 _NUM = re.compile(r"[-+]?\d+(?:\.\d+)?")
@@ -65,9 +67,9 @@ def micro(tmp_path_factory):
   # First the full model in this process (--jobs 1), then both variants with
   # --jobs 2: the full model is skipped and the ablation is trained as a
   # subprocess running its printed command.
-  assert benchmark.main(common + ["--variants", "full", "--jobs", "1"]) == 0
+  assert benchmark_cli.main(common + ["--variants", "full", "--jobs", "1"]) == 0
   args = common + ["--variants", "full,no_attenuation", "--jobs", "2"]
-  assert benchmark.main(args) == 0
+  assert benchmark_cli.main(args) == 0
   return {"root": root, "out": out, "docs": docs, "args": args}
 
 
@@ -75,8 +77,8 @@ def test_micro_writes_json_and_report(micro):
   res = json.loads((micro["out"] / "results.json").read_text())
   assert set(res["runs"]["dry"]) == {"full", "no_attenuation"}
   for r in res["runs"]["dry"].values():
-    assert set(benchmark.BASELINES) <= set(r["baselines"])
-    assert all(math.isfinite(r["model"][m]) for m in benchmark.METRICS)
+    assert set(analysis.BASELINES) <= set(r["baselines"])
+    assert all(math.isfinite(r["model"][m]) for m in analysis.METRICS)
     assert r["command"].startswith("python -m audiogs_jax.train --config ")
     assert len(r["per_clip"]["mag_avnerf"]) == r["num_clips"]
   # The docs copy of the JSON is the same and is what the report was made from.
@@ -94,7 +96,7 @@ def test_micro_writes_json_and_report(micro):
   assert sf.info(str(wavs[0])).subtype == "PCM_16"
   # The verdict of every key ablation and metric is stated.
   eff = res["analysis"]["ablations"]["dry"]["no_attenuation"]
-  assert set(eff) == set(benchmark.METRICS)
+  assert set(eff) == set(analysis.METRICS)
   assert "distance attenuation, dry" in md
 
 
@@ -118,7 +120,7 @@ def test_every_table_number_is_in_the_json(micro):
 
 def test_report_only_rebuilds_the_same_tables(micro):
   docs2 = micro["root"] / "docs2" / "results.md"
-  assert benchmark.main(["--report-only", "--json", str(micro["out"] / "results.json"),
+  assert benchmark_cli.main(["--report-only", "--json", str(micro["out"] / "results.json"),
                          "--docs", str(docs2), "--out", str(micro["out"])]) == 0
   assert _table_cells(docs2.read_text()) == _table_cells(micro["docs"].read_text())
   assert "regenerated from the JSON" in docs2.read_text()
@@ -132,7 +134,7 @@ def test_report_goes_under_out_without_docs(micro, tmp_path, monkeypatch):
   cwd.mkdir()
   shutil.copy(micro["out"] / "results.json", out / "results.json")
   monkeypatch.chdir(cwd)
-  assert benchmark.main(["--report-only", "--out", str(out)]) == 0
+  assert benchmark_cli.main(["--report-only", "--out", str(out)]) == 0
   report = out / "report.md"
   md = report.read_text()
   assert _table_cells(md) == _table_cells(micro["docs"].read_text())
@@ -145,7 +147,7 @@ def test_report_goes_under_out_without_docs(micro, tmp_path, monkeypatch):
 
 
 def test_second_invocation_skips_finished_runs(micro, capsys):
-  assert benchmark.main(micro["args"]) == 0
+  assert benchmark_cli.main(micro["args"]) == 0
   log = capsys.readouterr().out
   assert log.count("skipped:") == 2
   res = json.loads((micro["out"] / "results.json").read_text())
@@ -164,7 +166,7 @@ def test_subprocess_run_logs_and_records(micro):
 
 
 def test_failed_subprocess_run_is_named(tmp_path):
-  bad = benchmark.Run("dry", "full", tmp_path / "dry" / "full", "configs/no_such_config.py",
+  bad = plans.Run("dry", "full", tmp_path / "dry" / "full", "configs/no_such_config.py",
                       {"train.steps": "1"})
   with pytest.raises(SystemExit, match=r"runs failed: dry/full \(.*train\.log\)"):
     runner.run_parallel([bad], 2, log=lambda *_: None)
@@ -172,10 +174,10 @@ def test_failed_subprocess_run_is_named(tmp_path):
 
 
 def test_longest_runs_start_first(tmp_path):
-  m = benchmark.MODES["quick"]
-  runs = benchmark.plan(m, list(benchmark.rooms()), list(m.variants), tmp_path / "b")
-  order = sorted(runs, key=benchmark.expected_cost, reverse=True)
-  costs = [benchmark.expected_cost(r) for r in order]
+  m = plans.MODES["quick"]
+  runs = plans.plan(m, list(plans.rooms()), list(m.variants), tmp_path / "b")
+  order = sorted(runs, key=plans.expected_cost, reverse=True)
+  costs = [plans.expected_cost(r) for r in order]
   assert costs == sorted(costs, reverse=True)
   # The living room's 600-step runs (600 x 8 clip-steps), then the 400-step
   # rooms (400 x 8), then the U-Nets (100 x 4 x 6).
@@ -185,22 +187,22 @@ def test_longest_runs_start_first(tmp_path):
 
 @pytest.mark.parametrize("mode", ["quick", "full"])
 def test_commands_are_equivalent_to_the_runs(mode, tmp_path):
-  m = benchmark.MODES[mode]
-  runs = benchmark.plan(m, list(benchmark.rooms()), list(m.variants), tmp_path / "b")
+  m = plans.MODES[mode]
+  runs = plans.plan(m, list(plans.rooms()), list(m.variants), tmp_path / "b")
   assert len(runs) == 3 * len(m.variants)
   for run in runs:
-    argv = shlex.split(benchmark.command_line(run))
+    argv = shlex.split(plans.command_line(run))
     assert argv[:3] == ["python", "-m", "audiogs_jax.train"]
     overrides, rest = config_lib.parse_config_args(argv[3:])
     cfg = config_lib.apply_overrides(config_lib.load_config_file(rest[1]), overrides)
-    assert cfg.to_dict() == benchmark.run_config(run).to_dict()
+    assert cfg.to_dict() == plans.run_config(run).to_dict()
     assert rest[3] == paths.rel(run.workdir)
-  assert {"full", *benchmark.KEY_ABLATIONS} <= set(m.variants)
+  assert {"full", *plans.KEY_ABLATIONS} <= set(m.variants)
 
 
 def test_room_configs_differ():
   cfgs = {r: config_lib.load_config_file(f"configs/bench_room_{r}.py").data.synth
-          for r in benchmark.rooms()}
+          for r in plans.rooms()}
   assert [round(c.rt60, 2) for c in cfgs.values()] == [0.25, 0.5, 1.2]
   assert len({c.signal for c in cfgs.values()}) == 3
   assert len({c.trajectory for c in cfgs.values()}) == 3
@@ -210,11 +212,11 @@ def _fake_results(full_vals, ablated_vals, base_val):
   clips = [f"c{i}" for i in range(len(full_vals))]
 
   def run(vals):
-    per = {"clip_ids": clips, **{m: list(vals) for m in benchmark.METRICS}}
-    mean = {m: float(np.mean(vals)) for m in benchmark.METRICS}
+    per = {"clip_ids": clips, **{m: list(vals) for m in analysis.METRICS}}
+    mean = {m: float(np.mean(vals)) for m in analysis.METRICS}
     return {"model": mean, "per_clip": per,
-            "baselines": {b: {m: base_val for m in benchmark.METRICS}
-                          for b in benchmark.BASELINES}}
+            "baselines": {b: {m: base_val for m in analysis.METRICS}
+                          for b in analysis.BASELINES}}
 
   return {"runs": {"r": {"full": run(full_vals), "no_attenuation": run(ablated_vals)}}}
 
@@ -222,13 +224,13 @@ def _fake_results(full_vals, ablated_vals, base_val):
 def test_verdicts_follow_the_numbers():
   rng = np.random.default_rng(0)
   full = 1.0 + 0.1 * rng.random(40)
-  worse = benchmark.analyse(_fake_results(full, full * 1.1, 0.5))
+  worse = analysis.analyse(_fake_results(full, full * 1.1, 0.5))
   e = worse["ablations"]["r"]["no_attenuation"]["lre"]
   assert e["verdict"] == "hurts" and e["rel_pct"] == pytest.approx(10.0)
   assert e["ci95_delta"][0] > 0
-  same = benchmark.analyse(_fake_results(full, full + 1e-4 * rng.standard_normal(40), 0.5))
+  same = analysis.analyse(_fake_results(full, full + 1e-4 * rng.standard_normal(40), 0.5))
   assert same["ablations"]["r"]["no_attenuation"]["mag_avnerf"]["verdict"] == "no clear effect"
-  better = benchmark.analyse(_fake_results(full, full * 0.8, 2.0))
+  better = analysis.analyse(_fake_results(full, full * 0.8, 2.0))
   assert better["ablations"]["r"]["no_attenuation"]["env"]["verdict"] == "improves"
   # Baselines: 0.5 beats the model (about 1.05), 2.0 does not.
   assert not worse["baselines"]["r"]["mono_energy"]["mag_avnerf"]["beats"]
@@ -239,5 +241,5 @@ def test_verdicts_follow_the_numbers():
 
 def test_help():
   with pytest.raises(SystemExit) as e:
-    benchmark.main(["--help"])
+    benchmark_cli.main(["--help"])
   assert e.value.code == 0

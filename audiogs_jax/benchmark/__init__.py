@@ -31,16 +31,6 @@ Modules: ``plans`` (rooms, variants, modes, runs and their commands),
 ``runner`` (training the runs, in this process or as parallel subprocesses),
 ``analysis`` (collecting the results, bootstrap intervals, verdicts),
 ``markdown`` (the report's sections), ``report`` (the report file, figures and
-WAV copies), ``paths`` (path display, JSON files) and ``cli`` (the command line).
+WAV copies), ``paths`` (path display, JSON files), ``args`` (the options) and ``cli``
+(``main``: the command line).
 """
-
-from audiogs_jax.benchmark.analysis import BASELINES, METRICS, analyse, collect
-from audiogs_jax.benchmark.cli import main
-from audiogs_jax.benchmark.plans import KEY_ABLATIONS, MODES, VARIANTS, Mode, Run, Variant, \
-    command_line, expected_cost, plan, rooms, run_config
-from audiogs_jax.benchmark.report import write_report
-from audiogs_jax.benchmark.runner import run_benchmark
-
-__all__ = ["Variant", "Mode", "Run", "VARIANTS", "MODES", "KEY_ABLATIONS", "METRICS",
-           "BASELINES", "rooms", "plan", "command_line", "expected_cost", "run_config",
-           "run_benchmark", "collect", "analyse", "write_report", "main"]

@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Optional, Sequence
 
+from audiogs_jax.benchmark import args as args_lib
 from audiogs_jax.benchmark.analysis import analyse, collect
 from audiogs_jax.benchmark.markdown import hms
 from audiogs_jax.benchmark.paths import read_json, write_json
@@ -22,50 +23,8 @@ from audiogs_jax.benchmark.runner import run_benchmark
 __all__ = ["main"]
 
 #: ``(flag, add_argument keywords)`` of every option but the mode.
-_OPTIONS = (
-    ("--out", dict(help="benchmark root (workdirs OUT/<room>/<variant>, scenes OUT/scenes, "
-                        "results OUT/results.json, report OUT/report.md); default "
-                        "runs/benchmark/<mode>")),
-    ("--rooms", dict(help="comma-separated rooms (default: all of configs/bench_rooms.py)")),
-    ("--variants", dict(help="comma-separated variants (default: the mode's selection)")),
-    ("--docs", dict(help="report path (default OUT/report.md); figures, WAVs and "
-                         "results.json go to a folder beside it named after it "
-                         "(OUT/report/)")),
-    ("--data-root", dict(help="scene cache (default OUT/scenes)")),
-    ("--steps", dict(type=int, help="override the mode's AudioGS training steps (rooms "
-                                    "with their own steps in the mode keep them)")),
-    ("--num-wavs", dict(type=int, default=2, help="WAV pairs per room in the report")),
-    ("--note", dict(action="append", default=[],
-                    help="a note for the report (what was tried); repeatable")),
-    ("--report-only", dict(action="store_true", help="do not train: rebuild the report "
-                                                     "from --json (or OUT/results.json)")),
-    ("--json", dict(help="results JSON for --report-only (default OUT/results.json)")),
-    ("--jobs", dict(type=int, help="runs trained at once, each in its own process "
-                                   "(default: the mode's, 2 in quick mode, else 1; 1 "
-                                   "trains in this process)")),
-    ("--dry-run", dict(action="store_true", help="print the commands of the runs and stop")),
-)
 
 
-def _parser() -> argparse.ArgumentParser:
-  """The benchmark's options: a mode (``--quick``, ``--micro``, else full), then
-  ``_OPTIONS``."""
-  p = argparse.ArgumentParser(
-      prog="python -m audiogs_jax.benchmark",
-      description="Generate the three benchmark rooms, train every variant (AudioGS, its "
-                  "ablations, Audio 3DGS U-Net), evaluate each beside the four baselines, "
-                  "and write a report (OUT/report.md, or --docs) plus the raw JSON.",
-      epilog=f"Variants: {', '.join(VARIANTS)}. Rooms: see configs/bench_rooms.py. "
-             "Running the same command again skips finished runs and resumes unfinished "
-             "ones.",
-  )
-  g = p.add_mutually_exclusive_group()
-  for name in ("quick", "micro"):
-    g.add_argument(f"--{name}", action="store_true",
-                   help=f"{name} mode: {MODES[name].description}")
-  for flag, kwargs in _OPTIONS:
-    p.add_argument(flag, **kwargs)
-  return p
 
 
 def _csv(text: Optional[str], allowed: Sequence[str], what: str) -> Optional[list]:
@@ -136,7 +95,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   """Run the benchmark as ``python -m audiogs_jax.benchmark ARGV`` does; returns the
   exit status (errors exit through ``SystemExit``)."""
   argv = sys.argv[1:] if argv is None else list(argv)
-  args = _parser().parse_args(argv)
+  args = args_lib.parser().parse_args(argv)
   command = " ".join(["python -m audiogs_jax.benchmark", *map(shlex.quote, argv)])
   mode = MODES["quick" if args.quick else "micro" if args.micro else "full"]
   if args.steps is not None:
