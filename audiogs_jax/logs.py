@@ -20,16 +20,21 @@ class Logger:
   computes again) are dropped from ``metrics.jsonl``, and the TensorBoard
   event file is rewritten from the kept rows, so that every step appears
   once and TensorBoard shows one curve per scalar (one event file).
+  ``last_train_s``: the last kept row's ``train_s`` (training seconds), from
+  which a resumed run counts on; 0 for a new log.
   """
 
   def __init__(self, workdir: pathlib.Path, resume_step: int = 0):
     self.enabled = parallel.is_main()
     self.jsonl = None
     self.tb = None
+    self.last_train_s = 0.0
     if not self.enabled:
       return
     path = workdir / "metrics.jsonl"
     kept = _kept_rows(path, resume_step)
+    self.last_train_s = max([float(r["train_s"]) for r in kept
+                             if isinstance(r.get("train_s"), (int, float))], default=0.0)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
     tmp.replace(path)

@@ -9,6 +9,7 @@ evaluation (``evaluation.evaluate_workdir``). Across several processes
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import signal
 import sys
@@ -202,7 +203,9 @@ def train_and_evaluate(config, workdir, *, evaluate_at_end: bool = True,
 
 def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, progress):
   """The training loop proper (see ``train_and_evaluate``); SystemExit(130)
-  after a SIGTERM / Ctrl-C, once the state is saved."""
+  after a SIGTERM / Ctrl-C, once the state is saved. Train and validation rows
+  log ``train_s`` (``_TrainClock``)."""
+  timer = _TrainClock()
   train_split, eval_split = config.data.train_split, config.data.eval_split
   step = int(host.step)
   padded = layout.pad_state(host, tx)
@@ -210,18 +213,16 @@ def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, pr
   del host, padded
   train_data = dataset.shard_clips(lambda i: scenes.split(i, train_split),
                                    len(scenes.ids), config, layout)
-  eval_data = [dataset.to_device(scenes.split(i, eval_split), c)
-               for i, c in enumerate(scenes.configs)]
+  with timer.paused():
+    eval_data = [dataset.to_device(scenes.split(i, eval_split), c)
+                 for i, c in enumerate(scenes.configs)]
 
   step_fn = make_sampled_step(model, tx, config, layout, state, train_data)
   predict = predict_lib.make_predict(model, config)
   params_of, to_save = _state_views(scenes, layout, tx)
   logger = Logger(workdir, resume_step=step)
-  total = int(config.train.steps)
-  log_every = max(int(config.train.log_every), 1)
-  eval_every = int(config.train.eval_every)
-  ckpt_every = max(int(config.train.checkpoint_every), 1)
-  best_name = best_metric_name(config)
+  timer.offset = logger.last_train_s
+  total, log_every, eval_every, ckpt_every = _intervals(config)
 
   interrupted = {"flag": False}   # a SIGTERM / Ctrl-C seen by this process
   stop = False                    # agreed by every process: save and stop now
@@ -242,17 +243,19 @@ def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, pr
       if step % log_every == 0 or step == total:
         bar.update(1)
         pending = None
-        clock = _log_step(step, m, clock, scenes.ids, logger, bar)
+        clock = _log_step(step, m, clock, scenes.ids, logger, bar, timer)
         stop = _agreed(interrupted["flag"])
       if eval_every > 0 and (step % eval_every == 0 or step == total):
-        val = _validate_all(model, scenes, eval_data, params_of, state.params, config,
-                            predict)
-        logger.write(step, val, prefix=eval_split)
-        ckpt.save(step, to_save(state), {**meta, "step": step, "val": val},
-                  score=val[best_name], best=True)
-        if _is_main():
-          bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()
-                                                 if "/scene_" not in k))
+        train_s = timer.seconds(state.params)
+        with timer.paused():
+          val = _validate_all(model, scenes, eval_data, params_of, state.params, config,
+                              predict)
+          logger.write(step, {**val, "train_s": train_s}, prefix=eval_split)
+          ckpt.save(step, to_save(state), {**meta, "step": step, "val": val},
+                    score=val[best_metric_name(config)], best=True)
+          if _is_main():
+            bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()
+                                                   if "/scene_" not in k))
       if step % ckpt_every == 0 or step == total:
         ckpt.save(step, to_save(state), {**meta, "step": step})
       if jax.process_count() == 1:
@@ -280,14 +283,47 @@ def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, pr
   return state
 
 
-def _log_step(step: int, m: dict, clock: tuple, ids: list, logger: Logger, bar) -> tuple:
-  """Log the step's training scalars and the step rate since ``clock`` (time,
-  step); returns the new clock."""
+def _intervals(config) -> tuple:
+  """(total steps, log_every, eval_every, checkpoint_every) of the config."""
+  return (int(config.train.steps), max(int(config.train.log_every), 1),
+          int(config.train.eval_every), max(int(config.train.checkpoint_every), 1))
+
+
+class _TrainClock:
+  """Training wall-clock seconds: since the loop started (device placement and
+  compilation included), less the time spent inside ``paused()`` (validation:
+  its data, compilation, metrics and best checkpoint), plus ``offset`` (the
+  ``train_s`` a resumed run had logged at its checkpoint)."""
+
+  def __init__(self):
+    self.start = time.perf_counter()
+    self.excluded = 0.0
+    self.offset = 0.0
+
+  def seconds(self, *wait) -> float:
+    """``train_s`` now, once the arrays ``wait`` (the step's outputs) are computed."""
+    jax.block_until_ready(wait)
+    return self.offset + time.perf_counter() - self.start - self.excluded
+
+  @contextlib.contextmanager
+  def paused(self):
+    t0 = time.perf_counter()
+    try:
+      yield
+    finally:
+      self.excluded += time.perf_counter() - t0
+
+
+def _log_step(step: int, m: dict, clock: tuple, ids: list, logger: Logger, bar,
+              timer: _TrainClock) -> tuple:
+  """Log the step's training scalars, the step rate since ``clock`` (time,
+  step) and ``train_s`` (``timer``); returns the new clock."""
   m = jax.device_get(parallel.local_copy(m))
   now = time.perf_counter()
   rate = (step - clock[1]) / max(now - clock[0], 1e-9)
   scalars = _scalars(m, ids)
   scalars["steps_per_s"] = rate
+  scalars["train_s"] = timer.seconds()
   logger.write(step, scalars)
   bar.set_postfix(loss=f"{scalars['loss']:.4g}", steps_s=f"{rate:.2f}")
   return now, step

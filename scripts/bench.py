@@ -5,12 +5,18 @@
     python scripts/bench.py --out bench.json
     python scripts/bench.py --scaling [--quick]  # train step vs devices, batch, clip length
     python scripts/bench.py --stream [--stream-workdir DIR]   # streaming step only
+    python scripts/bench.py --time-to-quality [--plot ttq.png]  # metrics vs training time
 
 ``stream``: the streaming renderer's step (``audiogs_jax.stream``) per block
 size and gain mode, with a still and a moving pose: ms per block, real-time
 factor and pose-to-ear latency (block + STFT look-ahead + render); with
 ``--stream-workdir``, MAG of the streamed validation clips against the clip
 renderer's (``scripts/bench_stream.py``). Included in the default run.
+
+``--time-to-quality``: one training run of ``--ttq-config`` (default
+``configs/default.py``), validation MAG (both protocols), ENV and LRE against
+training seconds and steps, the best baseline's values, and when AudioGS first
+beats them all (``scripts/bench_ttq.py``).
 
 Render: one 1-s binaural clip at 22050 Hz (F = 257, T = 173, N = 44,461
 Gaussians), batches of 1 and 32 poses, after compilation; the time includes the
@@ -360,8 +366,13 @@ def main(argv=None) -> int:
   p.add_argument("--stream-workdir", default=None,
                  help="also: MAG of streamed vs clip-rendered validation clips of this "
                       "trained workdir")
+  sys.path.insert(0, str(ROOT / "scripts"))
+  import bench_ttq
+  bench_ttq.add_arguments(p)
   args = p.parse_args(argv)
   reps = 5 if args.quick else 20
+  if args.time_to_quality:
+    return _emit(bench_ttq.section(args, ROOT), args.out)
   if args.stream:
     return _emit(_stream_section(args), args.out)
   if args.scaling:

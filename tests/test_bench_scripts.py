@@ -1,5 +1,7 @@
-"""scripts/bench_audio3dgs.py runs end to end (tiny width, no timing claims)."""
+"""The benchmark scripts run end to end (tiny sizes, no timing claims):
+scripts/bench_audio3dgs.py, the time to quality of scripts/bench_ttq.py."""
 
+import importlib
 import pathlib
 import sys
 
@@ -10,15 +12,20 @@ from audiogs_jax import backend
 SCRIPTS = pathlib.Path(__file__).resolve().parents[1] / "scripts"
 
 
-@pytest.fixture(scope="module")
-def bench_audio3dgs():
+def _script(name: str):
+  """Yields the module ``scripts/<name>.py``; then the default allocator again
+  (the scripts leave the tuned one on, as the entry points run)."""
   sys.path.insert(0, str(SCRIPTS))
   try:
-    import bench_audio3dgs
-    yield bench_audio3dgs
+    yield importlib.import_module(name)
   finally:
     sys.path.remove(str(SCRIPTS))
-    backend.restore_host_allocator()  # bench() leaves the tuned allocator on
+    backend.restore_host_allocator()
+
+
+@pytest.fixture(scope="module")
+def bench_audio3dgs():
+  yield from _script("bench_audio3dgs")
 
 
 def test_bench_audio3dgs_record(bench_audio3dgs):
@@ -31,3 +38,46 @@ def test_bench_audio3dgs_record(bench_audio3dgs):
   assert r["xla_compiler_options"] == backend.conv_compiler_options()
   steal = r["host_steal_fraction"]
   assert steal is None or 0.0 <= steal <= 1.0
+
+
+@pytest.fixture(scope="module")
+def bench_ttq():
+  yield from _script("bench_ttq")
+
+
+def test_time_to_quality_record(bench_ttq, smoke, jax_compile_cache, tmp_path):
+  """A 4-step smoke run validated every 2 steps: the curve, the best baselines
+  and the times derived from them are consistent; the plot is written."""
+  r = bench_ttq.time_to_quality(smoke.config(), tmp_path / "wd", steps=4, eval_every=2)
+  curve = r["curve"]
+  assert [c["step"] for c in curve] == [2, 4]
+  times = [c["train_s"] for c in curve]
+  assert all(t > 0 for t in times) and times == sorted(times)
+  for k in bench_ttq.METRICS:
+    assert r["best_baseline"][k]["value"] == min(b[k] for b in r["baselines"].values())
+    assert r["final"][k] == curve[-1][k]
+    assert r["final_eval"][k] == pytest.approx(r["final"][k], rel=1e-4)
+  assert set(r["baselines"]) == {"mono_mono", "mono_energy", "stereo_energy", "nearest_pose"}
+  beats = r["beats_all"]
+  assert beats is None or (beats["step"], beats["train_s"]) in {
+      (c["step"], c["train_s"]) for c in curve}
+  assert r["mag99"]["train_s"] in times and r["mag99"]["train_s"] <= r["final_train_s"]
+  assert r["final_train_s"] == times[-1] and r["final_step"] == 4
+  bench_ttq.plot(r, tmp_path / "ttq.png")
+  assert (tmp_path / "ttq.png").stat().st_size > 0
+
+
+def test_summarize_curve_picks_first_time_below_every_baseline(bench_ttq):
+  base = {"a": {"mag_avnerf": 2.0, "mag_avcloud": 1.0, "env": 0.5, "lre": 3.0},
+          "b": {"mag_avnerf": 3.0, "mag_avcloud": 0.8, "env": 0.6, "lre": 2.0}}
+  row = lambda s, t, m, lre: {"step": s, "train_s": t, "mag_avnerf": m,
+                              "mag_avcloud": 0.5, "env": 0.1, "lre": lre}
+  curve = [row(10, 5.0, 2.5, 1.0), row(20, 9.0, 1.9, 2.5), row(30, 12.0, 1.5, 1.9),
+           row(40, 15.0, 1.49, 1.0)]
+  out = bench_ttq.summarize_curve(curve, base)
+  assert out["best_baseline"]["mag_avnerf"] == {"name": "a", "value": 2.0}
+  assert out["best_baseline"]["lre"] == {"name": "b", "value": 2.0}
+  assert out["beats_all"] == {"step": 30, "train_s": 12.0}
+  assert out["mag99"]["step"] == 30  # 1.5 <= 1.49 / 0.99
+  assert out["final_step"] == 40 and out["final_train_s"] == 15.0
+  assert bench_ttq.summarize_curve(curve[:2], base)["beats_all"] is None

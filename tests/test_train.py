@@ -106,6 +106,21 @@ def _tfrecords(path: pathlib.Path):
   assert i == len(data), "truncated event file"
 
 
+def test_logged_train_seconds_grow(trained_workdir, smoke):
+  """Every train and validation row logs ``train_s`` (training seconds,
+  validation excluded): positive and non-decreasing with the step, and a
+  validation row's at least its step's train row's."""
+  lines = (trained_workdir / "metrics.jsonl").read_text().splitlines()
+  recs = [json.loads(line) for line in lines]
+  for split in ("train", "val"):
+    times = [r["train_s"] for r in recs if r["split"] == split]
+    assert len(times) >= 2 and times[0] > 0 and times == sorted(times), (split, times)
+  train_at = {r["step"]: r["train_s"] for r in recs if r["split"] == "train"}
+  for r in recs:
+    if r["split"] == "val" and r["step"] in train_at:
+      assert r["train_s"] >= train_at[r["step"]]
+
+
 def test_tensorboard_event_file_holds_scalars(trained_workdir, smoke):
   from tensorboardX.proto import event_pb2
   files = list((trained_workdir / "tb").glob("events.out.tfevents.*"))

@@ -65,6 +65,21 @@ def test_logger_keeps_rows_up_to_the_resumed_step(tmp_path, monkeypatch):
   assert [s for s, _ in tags["val/mag_avnerf"]] == [2, 4]
 
 
+def test_resumed_logger_counts_training_seconds_on(tmp_path, monkeypatch):
+  """A resumed log's ``last_train_s`` is the kept rows' last ``train_s`` (rows
+  after the checkpoint dropped), from which the resumed run's clock counts on;
+  a new log's is 0."""
+  monkeypatch.setattr(logs.parallel, "is_main", lambda: True)
+  first = logs.Logger(tmp_path)
+  assert first.last_train_s == 0.0
+  for s in range(1, 7):
+    first.write(s, {"loss": 1.0, "train_s": 10.0 * s})
+  first.close()
+  second = logs.Logger(tmp_path, resume_step=4)
+  second.close()
+  assert second.last_train_s == 40.0
+
+
 def _copy(tiny: pathlib.Path, dst: pathlib.Path) -> pathlib.Path:
   return shutil.copytree(tiny, dst)
 

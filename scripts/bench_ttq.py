@@ -1,0 +1,184 @@
+"""Time to quality (``scripts/bench.py --time-to-quality``): validation metrics
+against training time, as JSON rows and a plot.
+
+One training run (``training.train_and_evaluate``, in-process, into a fresh
+workdir) validates every ``eval_every`` steps; its ``metrics.jsonl``
+validation rows give MAG (both protocols: ``mag_avnerf``, ``mag_avcloud``),
+ENV and LRE on the eval split, on the recordings' scale, against ``step`` and
+``train_s`` (training wall-clock seconds since the loop started, compilation
+included, validation excluded). The baselines do not train: their metrics
+come from the run's final evaluation (``eval/<split>/summary.json``), the same
+numbers as the evaluation table. Every metric is an error (lower is better).
+
+The result (``time_to_quality``):
+
+- ``curve``: one row per validation, ``{"step", "train_s", metric: value}``;
+- ``best_baseline``: ``{metric: {"name", "value"}}``, the lowest baseline value;
+- ``beats_all``: ``{"step", "train_s"}`` of the first validation at which every
+  metric is below its best baseline's, or None;
+- ``mag99``: ``{"step", "train_s", "threshold"}`` of the first validation with
+  ``mag_avnerf <= final / 0.99`` (within 1 % of the final value);
+- ``final``: the last validation's metrics, ``final_step``, ``final_train_s``;
+  ``final_eval``: the final evaluation's model metrics (``summary.json``);
+``loadavg_after``: the host's load average after the run (another job on the
+machine slows the clock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import sys
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+from audiogs_jax import backend, training
+from audiogs_jax import checkpoint as ckpt_lib
+from audiogs_jax import config as config_lib
+
+METRICS = ("mag_avnerf", "mag_avcloud", "env", "lre")
+
+
+def _overall(block: dict) -> dict:
+  """A summary block's metrics (the ``overall`` of a multi-scene summary)."""
+  return block.get("overall", block)
+
+
+def _val_rows(workdir: pathlib.Path, split: str) -> list:
+  """``{"step", "train_s", metric: value}`` of the validation rows of ``metrics.jsonl``."""
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  return [{"step": r["step"], "train_s": r["train_s"], **{k: r[k] for k in METRICS}}
+          for r in rows if r.get("split") == split]
+
+
+def summarize_curve(curve: list, baselines: dict) -> dict:
+  """The time-to-quality fields of validation rows ``curve`` (by step) against
+  ``baselines`` (``{name: {metric: value}}``)."""
+  best = {}
+  for k in METRICS:
+    name = min(baselines, key=lambda b: baselines[b][k])
+    best[k] = {"name": name, "value": float(baselines[name][k])}
+  first = next((r for r in curve if all(r[k] < best[k]["value"] for k in METRICS)), None)
+  final = curve[-1]
+  threshold = final["mag_avnerf"] / 0.99
+  mag99 = next(r for r in curve if r["mag_avnerf"] <= threshold)
+  return {
+      "best_baseline": best,
+      "beats_all": None if first is None else {"step": first["step"],
+                                               "train_s": first["train_s"]},
+      "mag99": {"step": mag99["step"], "train_s": mag99["train_s"],
+                "threshold": threshold},
+      "final": {k: final[k] for k in METRICS},
+      "final_step": final["step"], "final_train_s": final["train_s"],
+  }
+
+
+def time_to_quality(config, workdir=None, *, steps=None, eval_every: int = 50,
+                    progress: bool = False) -> dict:
+  """Train ``config`` (an ml_collections config; ``steps`` overrides
+  ``train.steps``) into ``workdir`` (a new temporary directory when None),
+  validating every ``eval_every`` steps, as ``python -m audiogs_jax.train``
+  runs (tuned host allocator); returns the JSON section. The training's own
+  output goes to stderr (stdout is the benchmark's JSON)."""
+  config = config.copy_and_resolve_references()
+  config.train.eval_every = int(eval_every)
+  config.eval.dpam = False
+  if steps is not None:
+    config.train.steps = int(steps)
+  config_lib.check_config(config)
+  ckpt_lib.quiet_absl()
+  backend.tune_host_allocator()
+  with tempfile.TemporaryDirectory(prefix="ttq_") as tmp:
+    wd = pathlib.Path(workdir) if workdir else pathlib.Path(tmp) / "workdir"
+    if (wd / "metrics.jsonl").exists():
+      raise ValueError(f"{wd}: holds a training run; time to quality needs a new workdir")
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):
+      training.train_and_evaluate(config, wd, progress=progress)
+    wall = time.perf_counter() - t0
+    split = config.data.eval_split
+    curve = _val_rows(wd, split)
+    summary = json.loads((wd / "eval" / split / "summary.json").read_text())
+  baselines = {b: {k: float(_overall(v)[k]) for k in METRICS}
+               for b, v in summary["baselines"].items()}
+  d = jax.devices()[0]
+  return {
+      "mode": "time_to_quality", "device": f"{d.platform}:{d.device_kind}",
+      "jax": jax.__version__, "config": str(config.name), "steps": int(config.train.steps),
+      "batch_size": int(config.train.batch_size), "eval_every": int(eval_every),
+      "eval_split": split, "metrics": list(METRICS), "lower_is_better": True,
+      "wall_s_total": wall, "loadavg_after": list(os.getloadavg()),
+      "curve": curve, "baselines": baselines,
+      **summarize_curve(curve, baselines),
+      "final_eval": {k: float(_overall(summary["model"])[k]) for k in METRICS},
+  }
+
+
+def plot(result: dict, path) -> None:
+  """Four panels (one per metric): AudioGS against ``train_s`` (steps on the top
+  axis), the best baseline as a horizontal line, the first time it beats every
+  baseline as a vertical line."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  from matplotlib.ticker import ScalarFormatter
+  curve = result["curve"]
+  # Step 0 at 0 s, and the last rate beyond the last validation: the top axis.
+  t = np.asarray([0.0] + [r["train_s"] for r in curve] + [2 * curve[-1]["train_s"]])
+  steps = np.asarray([0] + [r["step"] for r in curve] + [2 * curve[-1]["step"]], np.float64)
+  steps[-1] = steps[-2] + (steps[-2] - steps[-3]) / max(t[-2] - t[-3], 1e-9) * t[-2]
+  fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+  for ax, k in zip(axes.ravel(), METRICS):
+    ax.plot(t[1:-1], [r[k] for r in curve], "o-", ms=3, label="AudioGS")
+    best = result["best_baseline"][k]
+    ax.axhline(best["value"], color="tab:red", ls="--", label=f"best baseline ({best['name']})")
+    if result["beats_all"] is not None:
+      ax.axvline(result["beats_all"]["train_s"], color="tab:green", ls=":",
+                 label=f"beats all at {result['beats_all']['train_s']:.0f} s")
+    ax.set_title(k, fontsize=10)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.tick_params(axis="y", which="both", labelsize=7)
+    ax.set_xlim(0, 1.02 * t[-2])
+    if np.all(np.diff(t) > 0):
+      top = ax.secondary_xaxis("top", functions=(lambda x: np.interp(x, t, steps),
+                                                 lambda s: np.interp(s, steps, t)))
+      top.set_xlabel("step", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  for ax in axes[-1]:
+    ax.set_xlabel("training wall-clock s (validation excluded)")
+  fig.suptitle(f"time to quality: {result['config']}, {result['device']}, "
+               f"batch {result['batch_size']}, {result['steps']} steps")
+  fig.tight_layout()
+  pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def add_arguments(p) -> None:
+  """``--time-to-quality`` and its options on ``scripts/bench.py``'s parser."""
+  p.add_argument("--time-to-quality", action="store_true",
+                 help="only: validation metrics against training time (one training run)")
+  p.add_argument("--ttq-config", default=None, help="config file (default configs/default.py)")
+  p.add_argument("--ttq-steps", type=int, default=None, help="default: the config's")
+  p.add_argument("--ttq-eval-every", type=int, default=50, help="validate every N steps")
+  p.add_argument("--ttq-workdir", default=None, help="a new workdir (default: a temp dir)")
+  p.add_argument("--plot", default=None, help="--time-to-quality: write the plot here (PNG)")
+
+
+def section(args, root: pathlib.Path) -> dict:
+  """``{"time_to_quality": ...}`` of the parsed ``args``; the plot if asked."""
+  path = args.ttq_config or root / "configs" / "default.py"
+  result = time_to_quality(config_lib.load_config_file(path), args.ttq_workdir,
+                           steps=args.ttq_steps, eval_every=args.ttq_eval_every,
+                           progress=True)
+  if args.plot:
+    plot(result, args.plot)
+  return {"time_to_quality": result}
