@@ -7,6 +7,8 @@ import pathlib
 import socket
 import sys
 
+from audiogs_jax import cli
+
 __all__ = ["prepare", "announce", "check_workdir", "bind"]
 
 
@@ -61,23 +63,19 @@ def prepare(argv=None):
   argument prints one ``error:`` line and exits with status 2 (before JAX loads)."""
   args = _parser().parse_args(argv)
   if len(args.workdir) > 2:
-    _fail("--workdir: give one or two workdirs")
+    cli.fail("--workdir: give one or two workdirs")
   for w in args.workdir:
     problem = check_workdir(w)
     if problem:
-      _fail(problem)
+      cli.fail(problem)
   if not 0 <= args.port <= 65535:
-    _fail(f"--port {args.port}: not a TCP port (0-65535)")
+    cli.fail(f"--port {args.port}: not a TCP port (0-65535)")
   try:
     sock = bind(args.host, args.port)
   except OSError as e:
-    _fail(f"--host {args.host} --port {args.port}: cannot listen there ({e.strerror})")
+    cli.fail(f"--host {args.host} --port {args.port}: cannot listen there ({e.strerror})")
   return args, sock
 
-
-def _fail(msg: str):
-  print(f"error: {msg}", file=sys.stderr)
-  raise SystemExit(2)
 
 
 def announce(args, sock) -> None:
