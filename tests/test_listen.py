@@ -154,10 +154,14 @@ def page(server):
   opts = webdriver.ChromeOptions()
   opts.binary_location = CHROMIUM
   for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-            "--autoplay-policy=no-user-gesture-required", "--window-size=1100,900"):
+            "--autoplay-policy=no-user-gesture-required", "--window-size=1100,900",
+            # A fake output stream, pulled by a timer at the real-time rate: the
+            # AudioWorklet runs the same whether or not the machine has a sound
+            # device. Without it, headless Chromium on a machine with no sound device
+            # and CI=true in the environment never pulls a block (seen in CI).
+            "--disable-audio-output"):
     opts.add_argument(a)
-  # CI=true in the environment stops headless Chromium's audio rendering here (the
-  # AudioWorklet never pulls a block), so the browser gets the environment without it.
+  # And the browser gets the environment without CI=true (the same stall, seen here).
   env = {k: v for k, v in os.environ.items() if k != "CI"}
   driver = webdriver.Chrome(options=opts, service=Service(DRIVER, env=env))
   driver.get(server[0])
