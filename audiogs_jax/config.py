@@ -30,7 +30,7 @@ __all__ = ["ConfigError", "load_config_file", "apply_overrides", "parse_config_a
 #: Version of the saved ``config.json`` layout (its ``_format`` field); a file
 #: written by a newer version of the code is refused rather than misread, an
 #: older one is converted (``migrate``).
-CONFIG_FORMAT = 2
+CONFIG_FORMAT = 3
 #: The readers ``config.data.kind`` may name (``audiogs_jax.dataset.load_split``).
 DATA_KINDS = ("synthetic", "rwavs", "replay_nvas")
 #: Fields that shape the learning-rate schedule of the whole run.
@@ -243,9 +243,36 @@ def migrate(data: dict, fmt: int) -> dict:
   Audio 3DGS's fields, to ``model.audio3dgs_unet.<field>``), ``loss.<weight>`` to
   ``model.audiogs.<weight>``; the unused ``loss.env_weight`` and
   ``eval.checkpoint`` are dropped. Values are kept as they were.
+  Format 2 -> 3: AudioGS gains the reverberant tail's fields with
+  ``tail_frames = 0`` (what a config without them trained: no tail) and
+  ``train.lr.tail``.
   """
-  if fmt >= 2:
-    return data
+  if fmt < 2:
+    data = _migrate_1_to_2(data)
+  if fmt < 3:
+    data = _migrate_2_to_3(data)
+  return data
+
+
+def _migrate_2_to_3(data: dict) -> dict:
+  data = dict(data)
+  model = dict(data["model"])
+  if isinstance(model.get("audiogs"), dict):
+    model["audiogs"] = {**_V2_TAIL, **model["audiogs"]}
+  data["model"] = model
+  train = dict(data["train"])
+  if isinstance(train.get("lr"), dict):
+    train["lr"] = {**train["lr"], "tail": train["lr"].get("tail", 1e-2)}
+  data["train"] = train
+  return data
+
+
+#: The tail's fields as a format-2 config means them: no tail.
+_V2_TAIL = {"tail_frames": 0, "tail_mode": "power", "tail_coherence": True,
+            "tail_init_rt60": 0.5, "tail_init_level": 0.02}
+
+
+def _migrate_1_to_2(data: dict) -> dict:
   data = dict(data)
   old = dict(data["model"])
   model = {k: old.pop(k) for k in _V1_SHARED if k in old}

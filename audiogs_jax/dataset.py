@@ -17,6 +17,7 @@ scenes, ``scene_config`` is the single-scene config of one of them.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import pathlib
 import sys
@@ -32,7 +33,8 @@ from audiogs_jax.config import ConfigError
 from audiogs_jax.data import cache, replay_nvas, rwavs
 from audiogs_jax.data.scene import SceneData
 
-__all__ = ["DeviceData", "ClipShards", "load_split", "to_device", "sample_batch",
+__all__ = ["DeviceData", "ClipShards", "load_split", "to_device", "context_frames",
+           "source_frames", "sample_batch",
            "shard_clips", "sample_shards", "scene_ids", "scene_config", "cache_dir",
            "synthetic_scene_dir", "synthetic_seed"]
 
@@ -134,7 +136,7 @@ def load_split(config, split: str, *, progress: bool = True) -> SceneData:
 class DeviceData:
   """A split on the device, frames-major STFTs (see ``dsp.stft_frames``)."""
   poses: jnp.ndarray        # [N, 4, 4]
-  source_tf: jnp.ndarray    # [N, T, F] complex64
+  source_tf: jnp.ndarray    # [N, K + T, F] complex64 (K = context_frames(config))
   target_tf: jnp.ndarray    # [N, 2, T, F] complex64
   source: jnp.ndarray       # [N, L]
   target: jnp.ndarray       # [N, 2, L]
@@ -151,14 +153,67 @@ def stft_kwargs(config) -> dict:
 _stft_frames = jax.jit(dsp.stft_frames, static_argnames=("n_fft", "hop_length"))
 
 
+def context_frames(config) -> int:
+  """K, the source frames before each clip that the model reads: the
+  ``tail_frames`` of the configured model's own fields (AudioGS's reverberant tail,
+  ``config.model.audiogs.tail_frames``); 0 for a model without them."""
+  name = str(config.model.name)
+  own = config.model.get(name, None)
+  k = int((own.get("tail_frames", 0) if own is not None else 0) or 0)
+  if k < 0:
+    raise ConfigError(f"config.model.{name}.tail_frames={k}: must be >= 0")
+  if k and config.train.get("frame_roll", False):
+    raise ConfigError("config.train.frame_roll rolls a clip's frames, which breaks the "
+                      "reverberant tail's source history: use it with "
+                      f"config.model.{name}.tail_frames=0")
+  return k
+
+
+def source_frames(source, context, config):
+  """The source STFT the model reads, ``[..., K + T, F]`` complex.
+
+  ``source``: ``[..., L]`` clips; ``context``: ``[..., C]`` the samples before each
+  clip (``SceneData.source_context``; None: silence). The ``T`` frames of each clip
+  are its own STFT (``dsp.stft_frames``, as without a tail); the ``K =
+  context_frames(config)`` frames before them are the frames centred ``K * hop,
+  ..., hop`` samples before the clip starts, computed from the context samples
+  (enough of them that no window reaches past the context's start: the frames of
+  the long signal).
+  """
+  kw = stft_kwargs(config)
+  k = context_frames(config)
+  if not k:
+    return _stft_frames(source, **kw)
+  hop = kw["hop_length"]
+  extra = -(-(kw["n_fft"] // 2) // hop)      # frames whose window reaches before the context
+  need = (k + extra) * hop
+  if context is None:
+    context = jnp.zeros(source.shape[:-1] + (need,), source.dtype)
+  if context.shape[-1] < need:
+    raise ConfigError(f"tail_frames={k} reaches {need} samples before a "
+                      f"clip; the data holds {context.shape[-1]} (at most "
+                      f"{context.shape[-1] // hop - extra} frames)")
+  return _with_context(source, context[..., context.shape[-1] - need:], k=k, extra=extra,
+                       **kw)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "extra", "n_fft", "hop_length"))
+def _with_context(source, context, *, k, extra, n_fft, hop_length):
+  kw = dict(n_fft=n_fft, hop_length=hop_length)
+  x = jnp.concatenate([context, source], axis=-1)
+  before = dsp.stft_frames(x, **kw)[..., extra:extra + k, :]
+  return jnp.concatenate([before, dsp.stft_frames(source, **kw)], axis=-2)
+
+
 def to_device(scene: SceneData, config, sharding=None) -> DeviceData:
   """STFTs of every clip, computed once, and the arrays on the device."""
   kw = stft_kwargs(config)
   source = jnp.asarray(scene.source)
   target = jnp.asarray(scene.binaural)
+  context = None if scene.source_context is None else jnp.asarray(scene.source_context)
   data = DeviceData(
       poses=jnp.asarray(scene.poses, jnp.float32),
-      source_tf=_stft_frames(source, **kw),
+      source_tf=source_frames(source, context, config),
       target_tf=_stft_frames(target, **kw),
       source=source, target=target)
   if sharding is not None:
@@ -250,7 +305,9 @@ def shard_clips(load_scene: Callable[[int], SceneData], num_scenes: int, config,
       ds, rows = index[len(lead)], index[len(lead) + 1]
       out = []
       for i in range(*sc.indices(max(num_scenes, 1))):
-        src = np.asarray(getattr(load_scene(i), field), dtype)
+        src = getattr(load_scene(i), field)
+        src = (np.zeros((sizes[i],) + tail, dtype) if src is None    # no source_context
+               else np.asarray(src, dtype))
         if src.shape[1:] != tail:
           raise ValueError(f"scene {i}: clips of shape {src.shape[1:]}, expected {tail} "
                            "(every scene of a job needs the same clip length)")
@@ -275,13 +332,16 @@ def shard_clips(load_scene: Callable[[int], SceneData], num_scenes: int, config,
   poses = block("poses", (4, 4), np.float32)
   source = block("source", (length,), np.float32)
   target = block("binaural", (2, length), np.float32)
+  context = None
+  if context_frames(config):
+    context = block("source_context", (length,), np.float32)
   kw = stft_kwargs(config)
   nd = len(lead) + 2
-  stft = jax.jit(lambda x: dsp.stft_frames(x, **kw),
+  stft = jax.jit(lambda x, c: source_frames(x, c, config),
                  out_shardings=layout.clip_sharding(nd + 2))
   stft2 = jax.jit(lambda x: dsp.stft_frames(x, **kw),
                   out_shardings=layout.clip_sharding(nd + 3))
-  return ClipShards(poses=poses, source_tf=stft(source), target_tf=stft2(target),
+  return ClipShards(poses=poses, source_tf=stft(source, context), target_tf=stft2(target),
                     count=count)
 
 

@@ -36,7 +36,7 @@ from flax import struct
 
 from audiogs_jax import sh as sh_lib
 
-__all__ = ["Gaussians", "GaussianGrid", "init_gaussians", "check_gaussians",
+__all__ = ["Gaussians", "GaussianGrid", "Tail", "init_gaussians", "check_gaussians",
            "inverse_softplus", "to_grid", "from_grid"]
 
 
@@ -142,6 +142,18 @@ def init_gaussians(key: jax.Array, num_freqs: int, num_frames: int, *,
 
 
 @struct.dataclass
+class Tail:
+  """The reverberant tail of ``renderer.tail`` (per ear and frequency bin, not per
+  Gaussian): tap ``k >= 1`` of ear ``e`` is
+  ``exp(level_e - k softplus(decay)) exp(j (phase_e + k omega_e))``."""
+  level: jnp.ndarray      # [2, F] log amplitude of the tap k = 0 (extrapolated), per ear
+  decay: jnp.ndarray      # [F] softplus(decay) = amplitude decay per frame, nepers
+  phase: Optional[jnp.ndarray] = None   # [2, F] phase of the tap k = 0, radians
+  omega: Optional[jnp.ndarray] = None   # [2, F] phase advance per frame, radians
+  # (None: fixed random values, renderer.tail.fixed_phases; the power mode)
+
+
+@struct.dataclass
 class GaussianGrid:
   """AudioGS's parameters: the fields of ``Gaussians`` on the grid, frames-major.
 
@@ -153,6 +165,7 @@ class GaussianGrid:
   | phase     | [2, T, F]      | phase [2, N]                     |
   | rotation  | None           | rotation [N, 4]                  |
   | log_scale | []             | log_scale []                     |
+  | tail      | ``Tail``       | (none: per ear and bin)          |
 
   AudioGS reads its SH in the head frame: ``rotation`` is always None (an empty
   subtree; the field keeps the pytree structure of the checkpoints it is saved in).
@@ -163,6 +176,7 @@ class GaussianGrid:
   phase: Optional[jnp.ndarray] = None
   rotation: None = None
   log_scale: Optional[jnp.ndarray] = None
+  tail: Optional[Tail] = None
 
   @property
   def num_frames(self) -> int:

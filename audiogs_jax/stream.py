@@ -10,7 +10,9 @@ state carries what one block needs from the last:
   window;
 - ``outbuf [2, n_fft - hop]``: the synthesis overlap-add that later frames
   still add to;
-- ``gain [2, F]``: the complex gains the previous block ended with.
+- ``gain [2, F]``: the complex gains the previous block ended with;
+- ``tail_z [2, F]``, ``tail_p [F]``: the reverberant tail's recursions over the
+  source frames so far (``renderer.tail``; zeros without a tail).
 
 Output sample ``n`` is the input sample ``n - (n_fft - hop)`` filtered (the
 STFT look-ahead, 384 samples = 17.4 ms for 512/128); in the stream's steady
@@ -60,6 +62,7 @@ from audiogs_jax import renderer
 from audiogs_jax import workdir as workdir_lib
 from audiogs_jax.gaussians import GaussianGrid
 from audiogs_jax.renderer import Fields, formula
+from audiogs_jax.renderer import tail as tail_lib
 
 __all__ = ["StreamError", "PoseError", "StreamConfig", "StreamState", "stream_params",
            "stream_gain", "init_state", "step", "render_trajectory", "stream_clips",
@@ -115,6 +118,8 @@ class StreamState:
   outbuf: jnp.ndarray   # [2, n_fft - hop] float32
   gain: jnp.ndarray     # [2, F] complex64, at ``pose``
   pose: jnp.ndarray     # [4, 4] float32, the last finite pose
+  tail_z: jnp.ndarray   # [2, F] complex64, the tail's coherent recursion (renderer.tail)
+  tail_p: jnp.ndarray   # [F] float32, its power recursion
 
 
 def latency_samples(config: StreamConfig) -> int:
@@ -130,7 +135,7 @@ def _mean_fields(f: Fields) -> Fields:
   if f.phase is not None:
     phase = jnp.angle(jnp.mean(jnp.exp(1j * f.phase), axis=-2, keepdims=True))
   return Fields(xyz=mean(f.xyz), coeffs=mean(f.coeffs), expo=mean(f.expo), phase=phase,
-                scale=f.scale)
+                scale=f.scale, tail=f.tail)
 
 
 def stream_params(params: "GaussianGrid | Fields", config: StreamConfig) -> Fields:
@@ -138,10 +143,13 @@ def stream_params(params: "GaussianGrid | Fields", config: StreamConfig) -> Fiel
   ``renderer.fields``): every ``frame_stride``-th frame ``[..., T', F]``
   (``gain_mode="gain_mean"``) or their frame mean ``[..., 1, F]`` (``"param_mean"``)."""
   f = params if isinstance(params, Fields) else renderer.fields(params, config.render)
+  if config.render.tail_frames and f.tail is None:
+    raise StreamError(f"tail_frames={config.render.tail_frames} but the model has no tail")
   if config.gain_mode == "param_mean":
     f = _mean_fields(f)
   elif config.frame_stride > 1:
-    f = jax.tree.map(lambda a: a[..., ::config.frame_stride, :] if a.ndim >= 2 else a, f)
+    stride = lambda a: a[..., ::config.frame_stride, :] if a.ndim >= 2 else a
+    f = jax.tree.map(stride, f.replace(tail=None)).replace(tail=f.tail)
   return jax.tree.map(jnp.asarray, f)
 
 
@@ -158,7 +166,9 @@ def init_state(sp: Fields, pose, config: StreamConfig) -> StreamState:
   pose = jnp.asarray(pose, jnp.float32)
   return StreamState(inbuf=jnp.zeros((n,), jnp.float32),
                      outbuf=jnp.zeros((2, n), jnp.float32),
-                     gain=stream_gain(sp, pose, config), pose=pose)
+                     gain=stream_gain(sp, pose, config), pose=pose,
+                     tail_z=jnp.zeros((2, config.render.num_freqs), jnp.complex64),
+                     tail_p=jnp.zeros((config.render.num_freqs,), jnp.float32))
 
 
 @functools.lru_cache(maxsize=16)
@@ -193,7 +203,15 @@ def step(sp: Fields, state: StreamState, block: jnp.ndarray, pose: jnp.ndarray,
   w = (jnp.arange(1, k + 1, dtype=jnp.float32) / k)[None, :, None]     # [1, k, 1]
   g = state.gain[:, None] + w * (new - state.gain)[:, None]              # [2, k, F]
 
-  y = jnp.fft.irfft(g * spec[None], n=n_fft, axis=-1) * win            # [2, k, n_fft]
+  out_tf = g * spec[None]                                              # [2, k, F]
+  tail_z, tail_p = state.tail_z, state.tail_p
+  if rc.tail_frames:
+    out_tf, (tail_z, tail_p) = tail_lib.combine(
+        out_tf[None], sp.tail, spec[None].astype(jnp.complex64), 0, rc.tail_mode,
+        renderer.tail_coherence(rc), state=(tail_z[None], tail_p[None]),
+        advance=tail_lib.natural_advance(rc.n_fft, rc.hop_length))
+    out_tf, tail_z, tail_p = out_tf[0], tail_z[0], tail_p[0]
+  y = jnp.fft.irfft(out_tf, n=n_fft, axis=-1) * win                    # [2, k, n_fft]
   parts = y.reshape(2, k, r, hop)
   acc = jnp.pad(state.outbuf, ((0, 0), (0, k * hop)))                  # [2, (r-1+k) hop]
   acc = acc.reshape(2, r - 1 + k, hop)
@@ -202,7 +220,7 @@ def step(sp: Fields, state: StreamState, block: jnp.ndarray, pose: jnp.ndarray,
   inv = jnp.asarray(_inv_wss(rc.window, rc.win_length, n_fft, hop))
   out = (acc[:, :k] * inv).reshape(2, k * hop)
   state = StreamState(inbuf=buf[k * hop:], outbuf=acc[:, k:].reshape(2, -1), gain=new,
-                      pose=pose)
+                      pose=pose, tail_z=tail_z, tail_p=tail_p)
   return state, out
 
 

@@ -68,6 +68,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.lr.decay = 1e-2
   c.train.lr.phase = 1e-2
   c.train.lr.log_scale = 1e-3
+  c.train.lr.tail = 1e-2
   c.train.lr.rotation = 1e-3
   c.train.lr.network = 1e-3
   c.train.log_every = 50

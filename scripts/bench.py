@@ -6,6 +6,7 @@
     python scripts/bench.py --scaling [--quick]  # train step vs devices, batch, clip length
     python scripts/bench.py --stream [--stream-workdir DIR]   # streaming step only
     python scripts/bench.py --time-to-quality [--plot ttq.png]  # metrics vs training time
+    python scripts/bench.py --tail [--quick]     # the reverberant tail's cost
 
 ``stream``: the streaming renderer's step (``audiogs_jax.stream``) per block
 size and gain mode, with a still and a moving pose: ms per block, real-time
@@ -17,6 +18,10 @@ renderer's (``scripts/bench_stream.py``). Included in the default run.
 ``configs/default.py``), validation MAG (both protocols), ENV and LRE against
 training seconds and steps, the best baseline's values, and when AudioGS first
 beats them all (``scripts/bench_ttq.py``).
+
+``tail``: the train step and the render with and without the reverberant tail
+(``renderer.tail``), interleaved in one run (``scripts/bench_tail.py``). Included in
+the default run.
 
 Render: one 1-s binaural clip at 22050 Hz (F = 257, T = 173, N = 44,461
 Gaussians), batches of 1 and 32 poses, after compilation; the time includes the
@@ -363,6 +368,9 @@ def main(argv=None) -> int:
   p.add_argument("--no-audio3dgs", action="store_true", help="skip the U-Net model")
   p.add_argument("--stream", action="store_true", help="only: the streaming step")
   p.add_argument("--no-stream", action="store_true", help="skip the streaming step")
+  p.add_argument("--tail", action="store_true",
+                 help="only: the reverberant tail's train-step and render cost")
+  p.add_argument("--no-tail", action="store_true", help="skip the tail's cost")
   p.add_argument("--stream-workdir", default=None,
                  help="also: MAG of streamed vs clip-rendered validation clips of this "
                       "trained workdir")
@@ -375,6 +383,8 @@ def main(argv=None) -> int:
     return _emit(bench_ttq.section(args, ROOT), args.out)
   if args.stream:
     return _emit(_stream_section(args), args.out)
+  if args.tail:
+    return _emit(_tail_section(args), args.out)
   if args.scaling:
     result = bench_scaling(_ints(args.devices), _ints(args.batches),
                            [float(v) for v in args.seconds.split(",") if v],
@@ -399,7 +409,15 @@ def main(argv=None) -> int:
       result["audio3dgs"] = f"skipped: {e}"
   if not args.no_stream:
     result.update(_stream_section(args))
+  if not args.no_tail:
+    result.update(_tail_section(args))
   return _emit(result, args.out)
+
+
+def _tail_section(args) -> dict:
+  sys.path.insert(0, str(ROOT / "scripts"))
+  import bench_tail
+  return {"tail": bench_tail.bench_tail(repeats=4 if args.quick else 12)}
 
 
 def _stream_section(args) -> dict:

@@ -20,6 +20,7 @@ validation clips of the clip renderer and of each clip streamed at its pose
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -31,14 +32,16 @@ from audiogs_jax import config as config_lib
 from audiogs_jax import dataset, metrics, predict, renderer, stream, workdir
 from audiogs_jax.models import audiogs
 from audiogs_jax.gaussians import GaussianGrid
+from audiogs_jax.renderer import tail as tail_lib
 
 SR, F, T = 22050, 257, 173
 MODES = (("gain_mean", 1), ("gain_mean", 4), ("gain_mean", 8), ("gain_mean", 16),
          ("param_mean", 1))
 
 
-def _model(seed=0):
-  """A 1-s-clip AudioGS grid like ``init_gaussians`` + noise (built in numpy: fast)."""
+def _model(seed=0, tail_frames=0):
+  """A 1-s-clip AudioGS grid like ``init_gaussians`` + noise (built in numpy: fast),
+  with a ``tail_frames``-tap reverberant tail when asked."""
   rng = np.random.default_rng(seed)
   sh = np.zeros((2, 9, T, F), np.float32)
   sh[:, 0] = 1.0 / 0.28209479177387814
@@ -47,12 +50,17 @@ def _model(seed=0):
                       sh=jnp.asarray(sh),
                       decay=0.3 * rng.standard_normal((T, F)).astype(np.float32),
                       phase=np.zeros((2, T, F), np.float32), rotation=None,
-                      log_scale=np.float32(0.0))
+                      log_scale=np.float32(0.0),
+                      tail=tail_lib.init(jax.random.PRNGKey(seed), F, hop_length=128,
+                                         sample_rate=SR)
+                      if tail_frames else None)
 
 
-def _render_config() -> renderer.RenderConfig:
-  """The default config's AudioGS render settings (Woodworth ITD, fast math)."""
-  return audiogs.render_config(config_lib.load_config_file(config_lib.default_config_path()))
+def _render_config(tail_frames=None) -> renderer.RenderConfig:
+  """The default config's AudioGS render settings (Woodworth ITD, fast math, its
+  reverberant tail; ``tail_frames`` overrides the tail's length)."""
+  rc = audiogs.render_config(config_lib.load_config_file(config_lib.default_config_path()))
+  return rc if tail_frames is None else dataclasses.replace(rc, tail_frames=tail_frames)
 
 
 def _poses(n: int) -> np.ndarray:
@@ -78,38 +86,44 @@ def _time_blocks(s: stream.Streamer, poses: np.ndarray, repeats: int) -> list:
   return ts
 
 
-def bench_stream(blocks=(128, 256, 512), repeats: int = 400, modes=MODES) -> list:
+def bench_stream(blocks=(128, 256, 512), repeats: int = 400, modes=MODES,
+                 without_tail=((256, "gain_mean", 4),)) -> list:
+  """Rows per block size and gain mode with the default config's tail, and for the
+  ``without_tail`` settings also without it (the tail's cost in one run)."""
   import bench  # the parent script's steal counters
-  grid = _model()
+  k = _render_config().tail_frames
+  plan = [(b, m, st, k) for b in blocks for m, st in modes]
+  plan += [(b, m, st, 0) for b, m, st in without_tail if k]
   rows = []
-  for block in blocks:
-    for mode, stride in modes:
-      cfg = stream.StreamConfig(render=_render_config(), block=block, gain_mode=mode,
-                                frame_stride=stride)
-      s = stream.Streamer(sp=stream.stream_params(grid, cfg), config=cfg)
-      moving = _poses(repeats)
-      still = moving[:1]
-      j0, load0 = bench._cpu_jiffies(), os.getloadavg()[0]
-      t_move, t_still = [], []
-      for _ in range(4):  # interleaved: both see the same machine load
-        t_move += _time_blocks(s, moving, repeats // 4)
-        t_still += _time_blocks(s, still, repeats // 4)
-      steal = bench._steal_fraction(j0, bench._cpu_jiffies())
-      block_ms = 1000.0 * block / SR
-      look_ms = 1000.0 * stream.latency_samples(cfg) / SR
-      for pose_kind, ts in (("moving", t_move), ("still", t_still)):
-        ms = 1000.0 * float(np.median(ts))
-        rows.append({
-            "bench": "stream_step", "block": block, "block_ms": round(block_ms, 3),
-            "gain_mode": mode, "frame_stride": stride, "pose": pose_kind,
-            "gaussians_per_pose": int(np.prod(s.sp.xyz.shape[1:])),
-            "ms_per_block": round(ms, 4), "min_ms": round(1000.0 * min(ts), 4),
-            "p90_ms": round(1000.0 * float(np.percentile(ts, 90)), 4),
-            "realtime_factor": round(block_ms / ms, 1),
-            "latency_ms": round(block_ms + look_ms + ms, 2),
-            "lookahead_ms": round(look_ms, 2), "host_steal_fraction": steal,
-            "loadavg": round(load0, 2), "cpu_count": os.cpu_count(),
-        })
+  for block, mode, stride, tail in plan:
+    cfg = stream.StreamConfig(render=_render_config(tail), block=block, gain_mode=mode,
+                              frame_stride=stride)
+    s = stream.Streamer(sp=stream.stream_params(_model(tail_frames=tail), cfg),
+                        config=cfg)
+    moving = _poses(repeats)
+    still = moving[:1]
+    j0, load0 = bench._cpu_jiffies(), os.getloadavg()[0]
+    t_move, t_still = [], []
+    for _ in range(4):  # interleaved: both see the same machine load
+      t_move += _time_blocks(s, moving, repeats // 4)
+      t_still += _time_blocks(s, still, repeats // 4)
+    steal = bench._steal_fraction(j0, bench._cpu_jiffies())
+    block_ms = 1000.0 * block / SR
+    look_ms = 1000.0 * stream.latency_samples(cfg) / SR
+    for pose_kind, ts in (("moving", t_move), ("still", t_still)):
+      ms = 1000.0 * float(np.median(ts))
+      rows.append({
+          "bench": "stream_step", "block": block, "block_ms": round(block_ms, 3),
+          "gain_mode": mode, "frame_stride": stride, "pose": pose_kind,
+          "tail_frames": tail,
+          "gaussians_per_pose": int(np.prod(s.sp.xyz.shape[1:])),
+          "ms_per_block": round(ms, 4), "min_ms": round(1000.0 * min(ts), 4),
+          "p90_ms": round(1000.0 * float(np.percentile(ts, 90)), 4),
+          "realtime_factor": round(block_ms / ms, 1),
+          "latency_ms": round(block_ms + look_ms + ms, 2),
+          "lookahead_ms": round(look_ms, 2), "host_steal_fraction": steal,
+          "loadavg": round(load0, 2), "cpu_count": os.cpu_count(),
+      })
   return rows
 
 

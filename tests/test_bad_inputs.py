@@ -392,7 +392,7 @@ CASES: list[tuple[str, Callable, Callable[[Ctx], list], tuple]] = [
      ("wd/checkpoints", "model.name in", "config.json", "an 'audiogs' model",
       "'audio3dgs_unet'")),
     ("evaluate-newer-format", E, lambda c: ["--workdir", str(c.edit_config(
-        c.copy_tiny(), lambda d: d.update(_format=3)))], ("config.json", "format 3")),
+        c.copy_tiny(), lambda d: d.update(_format=4)))], ("config.json", "format 4")),
     ("evaluate-config-not-object", E, lambda c: ["--workdir", str(_with_config(
         c.copy_tiny(), "[1, 2]"))], ("config.json", "JSON object")),
     ("evaluate-no-best", E, lambda c: ["--workdir", str(c.tiny), "--checkpoint", "best"],

@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end (tiny sizes, no timing claims):
-scripts/bench_audio3dgs.py, the time to quality of scripts/bench_ttq.py."""
+scripts/bench_audio3dgs.py, the time to quality of scripts/bench_ttq.py, the tail's cost
+of scripts/bench_tail.py."""
 
 import importlib
 import pathlib
@@ -81,3 +82,21 @@ def test_summarize_curve_picks_first_time_below_every_baseline(bench_ttq):
   assert out["mag99"]["step"] == 30  # 1.5 <= 1.49 / 0.99
   assert out["final_step"] == 40 and out["final_train_s"] == 15.0
   assert bench_ttq.summarize_curve(curve[:2], base)["beats_all"] is None
+
+
+@pytest.fixture(scope="module")
+def bench_tail():
+  yield from _script("bench_tail")
+
+
+def test_bench_tail_rows(bench_tail):
+  """Train step and render with and without the tail: one row each, the K = 0 row
+  the reference of the ratios."""
+  rows = bench_tail.bench_tail(frames=(8,), repeats=1)
+  assert [(r["what"], r["tail_frames"]) for r in rows] == [
+      ("train_step", 0), ("train_step", 8), ("render_batch32", 0), ("render_batch32", 8)]
+  for r in rows:
+    assert r["compile_s"] > 0 and r["ratio"] > 0
+    assert r.get("ms_per_step", r.get("ms_per_clip")) > 0
+    if r["tail_frames"] == 0:
+      assert r["ratio"] == 1.0

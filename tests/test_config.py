@@ -180,7 +180,7 @@ def test_format1_config_loads_into_format2_layout(cfg, tmp_path):
   path.write_text(json.dumps(_format1(cfg), indent=2))
   back = config_lib.load_saved_config(path)
   # The format-2 layout: the current config's fields, no loss / eval.checkpoint.
-  assert config_lib.CONFIG_FORMAT == 2
+  assert config_lib.CONFIG_FORMAT == 3
   assert "loss" not in back and "checkpoint" not in back.eval
   expected = config_lib.load_config_file("configs/smoke.py")
   expected.model.name, expected.model.n_fft, expected.model.hop_length = "audiogs", 256, 64
@@ -188,6 +188,7 @@ def test_format1_config_loads_into_format2_layout(cfg, tmp_path):
   expected.model.audiogs.update({k: v for k, v in _V1_LOSS.items() if k != "env_weight"})
   expected.model.audio3dgs_unet.update(_V1_UNET)
   expected.model.audio3dgs_unet.init_spread = _V1_AUDIOGS["init_spread"]
+  expected.model.audiogs.tail_frames = 0          # trained before the tail existed
   assert back.to_dict() == expected.to_dict()
   # ... the same values, and the types of the fresh config (overrides still cast).
   assert back.model.audiogs.sh_degree == 3 and back.model.audiogs.phase_weight == 0.3
@@ -200,9 +201,9 @@ def test_format1_config_loads_into_format2_layout(cfg, tmp_path):
   rc = audiogs.render_config(back)
   assert (rc.n_fft, rc.hop_length, rc.activation, rc.itd_model, rc.metres_per_unit,
           rc.fast_math) == (256, 64, "softplus", "woodworth", 2.0, False)
-  # Saved again, it is format 2 and loads unchanged.
+  # Saved again, it is format 3 and loads unchanged.
   config_lib.save_config(back, tmp_path / "again.json")
-  assert json.loads((tmp_path / "again.json").read_text())["_format"] == 2
+  assert json.loads((tmp_path / "again.json").read_text())["_format"] == 3
   assert config_lib.load_saved_config(tmp_path / "again.json").to_dict() == back.to_dict()
 
 
@@ -220,3 +221,23 @@ def test_format1_config_without_later_fields_gets_their_old_meaning(cfg, tmp_pat
   assert a.sh_degree == 3 and a.phase_weight == 0.3              # the rest as saved
   del data["_format"]
   assert config_lib.migrate(data, 1)["model"]["audiogs"]["itd_model"] == "straight"
+
+
+def test_format2_config_loads_without_a_tail(cfg, tmp_path):
+  """A format-2 config (before the reverberant tail) loads with ``tail_frames = 0``,
+  the tail's other defaults and its learning rate; its other values unchanged."""
+  data = json.loads(json.dumps(cfg.to_dict()))
+  for k in ("tail_frames", "tail_mode", "tail_coherence", "tail_init_rt60",
+            "tail_init_level"):
+    data["model"]["audiogs"].pop(k)
+  data["train"]["lr"].pop("tail")
+  data["model"]["audiogs"]["sh_degree"] = 1
+  data["_format"] = 2
+  path = tmp_path / "config.json"
+  path.write_text(json.dumps(data))
+  back = config_lib.load_saved_config(path)
+  assert back.model.audiogs.tail_frames == 0 and back.model.audiogs.sh_degree == 1
+  assert back.train.lr.tail == cfg.train.lr.tail
+  expected = json.loads(json.dumps(cfg.to_dict()))
+  expected["model"]["audiogs"].update(tail_frames=0, sh_degree=1)
+  assert json.loads(json.dumps(back.to_dict())) == expected

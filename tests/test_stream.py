@@ -1,5 +1,6 @@
 """audiogs_jax.stream: the streaming renderer against closed forms and the offline path."""
 
+import dataclasses
 import math
 
 import jax
@@ -211,7 +212,9 @@ def test_bench_stream_rows():
     rows = bench_stream.bench_stream(blocks=(256,), repeats=8, modes=(("gain_mean", 4),))
   finally:
     sys.path.remove(str(scripts))
-  assert [r["pose"] for r in rows] == ["moving", "still"]
+  # The default config's tail, then the same settings without it (its cost).
+  assert [(r["pose"], r["tail_frames"]) for r in rows] == [
+      ("moving", 128), ("still", 128), ("moving", 0), ("still", 0)]
   for r in rows:
     assert r["ms_per_block"] > 0 and r["realtime_factor"] > 0
     lookahead = 1000.0 * (NFFT - HOP) / SR
@@ -241,3 +244,39 @@ def test_stream_of_a_frame_invariant_model_is_the_clip_renderer():
   lo, hi = NFFT, length - NFFT
   assert np.max(np.abs(clip[:, lo:hi])) > 1e-2
   np.testing.assert_allclose(streamed[:, lo:hi], clip[:, lo:hi], atol=2e-5, rtol=0)
+
+
+def test_stream_with_a_reverberant_tail_is_the_clip_renderer():
+  """With a reverberant tail (``renderer.tail``, 40 frames of context for the clip
+  renderer) the stream carries the tail's recursions in its state: the streamed clip
+  equals the clip renderer's (silence before the clip in both), tail included, away
+  from the clip's edges."""
+  from audiogs_jax.renderer import tail as tail_lib
+  k = 40
+  length = 100 * HOP
+  frames = length // HOP + 1
+  one = _grid(spread=0.3, frames=1, phase=0.4)
+  grid = jax.tree.map(lambda a: jnp.repeat(a, frames, axis=-2) if a.ndim >= 2 else a, one)
+  grid = grid.replace(tail=tail_lib.init(jax.random.PRNGKey(5), F, hop_length=HOP,
+                                         sample_rate=SR, rt60=0.3, level=2.0))
+  rc = renderer.RenderConfig(sample_rate=SR, n_fft=NFFT, hop_length=HOP, tail_frames=k)
+  cfg = stream.StreamConfig(render=rc, block=256)
+  pose = VIEW.pose(0.4, -0.3, 0.7)
+  x = np.random.default_rng(4).standard_normal(length).astype(np.float32)
+  # The K frames before the clip are those of silence followed by the clip (the
+  # last ones overlap the clip's first samples), then the clip's own frames.
+  src = dsp.stft_frames(np.concatenate([np.zeros(k * HOP, np.float32), x]),
+                        **rc.stft_kwargs())
+  spec = renderer.render(grid, jnp.asarray(pose)[None], src, rc)[0]
+  clip = np.asarray(dsp.istft_frames(spec, length=length, **rc.stft_kwargs()))
+  no_tail = np.asarray(dsp.istft_frames(
+      renderer.render(grid, jnp.asarray(pose)[None], src[k:], dataclasses.replace(
+          rc, tail_frames=0))[0], length=length, **rc.stft_kwargs()))
+  streamed = np.asarray(stream.stream_clips(stream.stream_params(grid, cfg),
+                                            jnp.asarray(x[None]), jnp.asarray(pose[None]),
+                                            cfg))[0]
+  lo, hi = NFFT, length - NFFT
+  tail_rms = np.sqrt(np.mean((clip - no_tail)[:, lo:hi] ** 2))
+  assert tail_rms > 0.2 * np.sqrt(np.mean(clip[:, lo:hi] ** 2))     # the tail is audible
+  np.testing.assert_allclose(streamed[:, lo:hi], clip[:, lo:hi],
+                             atol=2e-5 * np.max(np.abs(clip)), rtol=0)

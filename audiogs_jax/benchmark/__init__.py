@@ -23,7 +23,7 @@ resumed by running the same command again. ``--report-only`` rebuilds the
 report from the JSON alone.
 
 Modes: the default (full) mode runs every variant with more steps and is meant
-for a GPU; ``--quick`` runs the full model, the three key ablations and a small
+for a GPU; ``--quick`` runs the full model, the four key ablations and a small
 Audio 3DGS U-Net with fewer steps, sized for a CPU; ``--micro`` is a tiny smoke
 run used by the test suite.
 

@@ -23,7 +23,7 @@ __all__ = ["METRICS", "TABLE_METRICS", "WIN_METRICS", "BASELINES", "BASELINE_LAB
            "REL_THRESHOLD", "BOOTSTRAP_SAMPLES", "collect", "analyse"]
 
 #: Metrics compared between variants and against the baselines (lower is better).
-METRICS = ("mag_avnerf", "mag_avcloud", "env", "lre", "itd", "ipd", "ild")
+METRICS = ("mag_avnerf", "mag_avcloud", "env", "lre", "rte", "rte_true", "itd", "ipd", "ild")
 #: Extra columns shown in the per-room tables.
 TABLE_METRICS = ("mag_avnerf", "mag_avcloud", "env", "lre", "rte", "rte_true", "itd", "ipd",
                  "ild")

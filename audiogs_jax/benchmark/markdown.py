@@ -288,7 +288,9 @@ def _room_tables(res: dict, room: str) -> list[str]:
                                           for m in TABLE_METRICS], "", ""])
   out.append(_table(["method", *TABLE_METRICS, "steps x batch", "train + eval wall"], rows))
   out.append("\nThe full model has SH degree 2, dual SH fields, attenuation, phase "
-             "correction and the phase loss (`configs/default.py`).\n")
+             "correction, the phase loss and the 128-frame reverberant tail "
+             "(`configs/default.py`); \"AudioGS (paper)\" is the published renderer, "
+             "without the tail.\n")
   var = res["analysis"]["variants"].get(room, {})
   if var:
     rows = [[runs[n]["label"], *[_pct(var[n][m]["rel_pct"]) for m in METRICS],

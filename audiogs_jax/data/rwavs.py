@@ -160,6 +160,17 @@ def _cut(track: np.ndarray, rng: tuple[int, int], length: int) -> np.ndarray:
   return out
 
 
+def _before(track: np.ndarray, rng: tuple[int, int], length: int) -> np.ndarray:
+  """track [..., T] -> [..., length]: the samples just before ``rng``'s start,
+  zero-padded in front where the track has fewer."""
+  start = rng[0]
+  out = np.zeros(track.shape[:-1] + (length,), dtype=np.float32)
+  n = min(start, length)
+  if n:
+    out[..., length - n:] = track[..., start - n:start]
+  return out
+
+
 def _read_tracks(bin_path: pathlib.Path, src_path: pathlib.Path, sr: int,
                  resample: bool) -> tuple[np.ndarray, np.ndarray]:
   """(binaural [2, T], source [T']) at ``sr``; DataError when their lengths
@@ -185,13 +196,14 @@ def _read_split(scene_dir: pathlib.Path, split: str, n_samples: int, sr: int,
 
 def _cut_clips(tracks: Sequence[np.ndarray], times: Sequence[float], n_samples: int, sr: int,
                clip: str) -> tuple[list[np.ndarray], np.ndarray]:
-  """The clips of the frames at ``times`` that have one, from every track.
+  """The clips of the frames at ``times`` that have one, from every track, then
+  the ``sr`` samples before each clip of the last track (``SceneData.source_context``).
 
   Returns:
-    ([N, ..., sr] float32 per track, [] when no frame has a clip), the indices
-    [N] into ``times`` of the frames kept.
+    ([N, ..., sr] float32 per track and the context, [] when no frame has a
+    clip), the indices [N] into ``times`` of the frames kept.
   """
-  cut = [[] for _ in tracks]
+  cut = [[] for _ in range(len(tracks) + 1)]
   keep = []
   for i, t in enumerate(times):
     rng = clip_range(float(t), n_samples, sr, clip)
@@ -199,6 +211,7 @@ def _cut_clips(tracks: Sequence[np.ndarray], times: Sequence[float], n_samples: 
       continue
     for out, track in zip(cut, tracks):
       out.append(_cut(track, rng, sr))
+    cut[-1].append(_before(tracks[-1], rng, sr))
     keep.append(i)
   return [np.stack(c) if c else c for c in cut], np.asarray(keep, dtype=np.int64)
 
@@ -269,10 +282,11 @@ def load(root: os.PathLike | str | None, scene: int | str | os.PathLike, split: 
   per_split = {s: _read_split(scene_dir, s, n_samples, sr, bin_path) for s in SPLITS}
   # Poses of the requested split, normalisation over both.
   both = [t for s in SPLITS for t in per_split[s][2]]
-  (both_clips,), _ = _cut_clips([binaural], both, n_samples, sr, clip)
+  (both_clips, _), _ = _cut_clips([binaural], both, n_samples, sr, clip)
   norm = norm_factor_of([both_clips], normalize)
   jpath, files, times, poses = per_split[split]
-  (b_clips, s_clips), keep = _cut_clips([binaural, source], times, n_samples, sr, clip)
+  (b_clips, s_clips, s_before), keep = _cut_clips([binaural, source], times, n_samples,
+                                                  sr, clip)
   if not keep.size:
     raise DataError(jpath, f"no frame has a {clip} clip inside the "
                            f"{n_samples / sr:.2f} s track of {bin_path.name}")
@@ -292,4 +306,5 @@ def load(root: os.PathLike | str | None, scene: int | str | os.PathLike, split: 
       source_position=source_position,
       meta=meta,
       clip_ids=[os.path.basename(files[i]) for i in keep],
+      source_context=s_before / norm,
   )

@@ -14,6 +14,9 @@ field               shape / type    meaning
 ``sample_rate``     int             Hz
 ``norm_factor``     float           the audio was DIVIDED by it; multiply to undo
 ``source_position`` [3] or None     same coordinates as ``poses`` (evaluation only)
+``source_context``  [N, L] or None  the L source samples before each clip (zeros
+                                    before the track starts; None: silence), read
+                                    by the reverberant tail (``renderer.tail``)
 ``meta``            dict            scene facts (``rt60_true``, ``metres_per_unit``...)
 ``clip_ids``        list[str]       one id per item (frame file, clip dir + camera)
 ==================  ==============  ==============================================
@@ -85,6 +88,7 @@ class SceneData:
   source_position: np.ndarray | None = None
   meta: dict = dataclasses.field(default_factory=dict)
   clip_ids: list = dataclasses.field(default_factory=list)
+  source_context: np.ndarray | None = None
 
   def __post_init__(self):
     self.binaural = np.asarray(self.binaural, dtype=np.float32)
@@ -99,6 +103,11 @@ class SceneData:
       raise ValueError(
           f"SceneData.source must be [N, L] = {(n, length)} to match binaural "
           f"{self.binaural.shape}, got {self.source.shape}")
+    if self.source_context is not None:
+      self.source_context = np.asarray(self.source_context, dtype=np.float32)
+      if self.source_context.shape != (n, length):
+        raise ValueError(f"SceneData.source_context must be [N, L] = {(n, length)} or "
+                         f"None, got {self.source_context.shape}")
     if self.poses.shape != (n, 4, 4):
       raise ValueError(f"SceneData.poses must be [N, 4, 4] = {(n, 4, 4)}, "
                        f"got {self.poses.shape}")

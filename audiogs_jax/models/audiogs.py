@@ -6,6 +6,7 @@ Its config fields are ``config.model.audiogs`` (``default_config``); the STFT
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -13,7 +14,8 @@ import numpy as np
 from audiogs_jax import localize
 from audiogs_jax import losses
 from audiogs_jax import renderer
-from audiogs_jax.gaussians import GaussianGrid, from_grid, init_gaussians, to_grid
+from audiogs_jax.gaussians import GaussianGrid, Tail, from_grid, init_gaussians, to_grid
+from audiogs_jax.renderer import tail as tail_lib
 from audiogs_jax.models.base import RenderModel, SceneInfo, fields_of
 
 NAME = "audiogs"
@@ -42,6 +44,13 @@ def default_config() -> ml_collections.ConfigDict:
   c.learn_scale = True                # learn log metres-per-unit
   c.metres_per_unit = 0.0             # 0: from the scene's metadata, else 5.0
   c.fast_math = True                  # polynomial transcendentals where the backend gains
+  # The reverberant tail (renderer.tail): K frames after the direct frame; 0 = the
+  # paper's renderer.
+  c.tail_frames = 128
+  c.tail_mode = "power"               # power (expected magnitude) | complex (CTF as such)
+  c.tail_coherence = True             # ears' taps as coherent as a diffuse field's
+  c.tail_init_rt60 = 0.5              # seconds, every bin
+  c.tail_init_level = 0.02            # amplitude of the first tap
   # Loss: mag_weight * |Y| L2 + log_mag_weight * log|Y| L1 + phase_weight * IPD
   # + frame_tie_weight * (pull each bin's T frames together, losses.frame_tie).
   c.mag_weight = 1.0
@@ -63,7 +72,14 @@ def render_config(config) -> renderer.RenderConfig:
       use_phase_correction=bool(m.use_phase_correction), itd_model=str(m.itd_model),
       use_learned_phase=bool(m.use_learned_phase), dual_sh=bool(m.dual_sh),
       content_mode=bool(m.content_mode), fast_math=bool(m.fast_math),
-      metres_per_unit=float(m.metres_per_unit or DEFAULT_METRES_PER_UNIT))
+      metres_per_unit=float(m.metres_per_unit or DEFAULT_METRES_PER_UNIT),
+      tail_frames=tail_frames(config), tail_mode=str(m.get("tail_mode", "power")),
+      tail_coherence=bool(m.get("tail_coherence", True)))
+
+
+def tail_frames(config) -> int:
+  """K, the taps of the reverberant tail (``config.model.audiogs.tail_frames``; 0: none)."""
+  return int(fields_of(config, NAME).get("tail_frames", 0) or 0)
 
 
 def metres_per_unit(scene: SceneInfo, config) -> float:
@@ -106,7 +122,18 @@ def init(key, scene: SceneInfo, config) -> GaussianGrid:
       learn_phase=bool(m.use_learned_phase),
       log_scale=float(np.log(mpu)) if m.learn_scale else None,
       init_gain=float(m.init_gain), activation=str(m.activation))
-  return to_grid(g, scene.num_freqs)
+  grid = to_grid(g, scene.num_freqs)
+  k = tail_frames(config)
+  if not k:
+    return grid
+  tail = tail_lib.init(jax.random.fold_in(key, 7), scene.num_freqs,
+                       hop_length=int(config.model.hop_length),
+                       sample_rate=int(config.data.sample_rate),
+                       rt60=float(m.tail_init_rt60), level=float(m.tail_init_level),
+                       learn_phase=str(m.tail_mode) == "complex",
+                       advance=tail_lib.natural_advance(int(config.model.n_fft),
+                                                        int(config.model.hop_length)))
+  return grid.replace(tail=tail)
 
 
 def render(params: GaussianGrid, poses, source_tf, config):
@@ -132,9 +159,16 @@ def loss(params, pred_tf, target_tf, source_tf, config):
 
 
 def _optional(params: GaussianGrid, value):
+  tail = None
+  if params.tail is not None:
+    learned = params.tail.phase is not None          # the complex mode's phases
+    tail = Tail(level=value("tail"), decay=value("tail"),
+                phase=value("tail") if learned else None,
+                omega=value("tail") if learned else None)
   return GaussianGrid(xyz=value("xyz"), sh=value("sh"), decay=value("decay"),
                       phase=None if params.phase is None else value("phase"),
-                      log_scale=None if params.log_scale is None else value("log_scale"))
+                      log_scale=None if params.log_scale is None else value("log_scale"),
+                      tail=tail)
 
 
 def labels(params: GaussianGrid):
@@ -143,8 +177,8 @@ def labels(params: GaussianGrid):
 
 def gaussian_axes(params: GaussianGrid):
   """The frames axis (-2 of ``[..., T, F]``) of every grid field; None for the
-  scalar ``log_scale``."""
-  return _optional(params, lambda name: None if name == "log_scale" else -2)
+  scalar ``log_scale`` and the tail (per bin, not per Gaussian)."""
+  return _optional(params, lambda name: None if name in ("log_scale", "tail") else -2)
 
 
 def positions(params: GaussianGrid):

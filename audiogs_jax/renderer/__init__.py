@@ -4,10 +4,13 @@ One entry point, ``render(params, poses, source_tf, config)``: the binaural STFT
 of a batch of listener poses from the Gaussians ``params``
 (``gaussians.GaussianGrid``) and the mono source's STFT::
 
-    Y_e(t, f) = G_e(t, f; pose) * S(t, f)
+    Y_e(t, f) = G_e(t, f; pose) * S(t, f)  [ + sum_k H_e(k, f) S(t - k, f) ]
 
 with the gain ``G`` of ``renderer.formula`` (directional dual-SH magnitude,
-learned distance decay, geometric interaural phase and a learned residual phase).
+learned distance decay, geometric interaural phase and a learned residual phase)
+and, with ``config.tail_frames = K > 0``, the reverberant tail ``H`` of
+``renderer.tail`` (a filter across frames per ear and bin, fed by the ``K`` source
+frames before the clip).
 ``renderer.backward`` is the same gain with a hand-derived VJP (the default for
 training), ``renderer.reference`` a float64 numpy restatement for the tests.
 Everything is a pure function of arrays: no Python loop over Gaussians, frames or
@@ -23,14 +26,17 @@ from __future__ import annotations
 import chex
 import jax.numpy as jnp
 
+from audiogs_jax import dsp
 from audiogs_jax.gaussians import GaussianGrid
 from audiogs_jax.renderer import backward
 from audiogs_jax.renderer import formula
+from audiogs_jax.renderer import tail as tail_lib
 from audiogs_jax.renderer.config import RenderConfig
 from audiogs_jax.renderer.formula import Fields, fields
 from audiogs_jax.renderer.reference import render_reference
 
-__all__ = ["RenderConfig", "Fields", "fields", "gains", "render", "render_reference"]
+__all__ = ["RenderConfig", "Fields", "fields", "gains", "render", "render_reference",
+           "tail_coherence"]
 
 
 def gains(params: "GaussianGrid | Fields", poses: jnp.ndarray,
@@ -43,6 +49,7 @@ def gains(params: "GaussianGrid | Fields", poses: jnp.ndarray,
   """
   chex.assert_rank(poses, 3)
   f = params if isinstance(params, Fields) else fields(params, config)
+  f = f.replace(tail=None)            # the tail is not part of the gain
   if config.custom_backward:
     return backward.gains(f, poses, config)
   return formula.gains(f, poses, config)
@@ -56,17 +63,39 @@ def render(params: "GaussianGrid | Fields", poses: jnp.ndarray, source_tf: jnp.n
     params: ``GaussianGrid`` (fields ``[..., T, F]``) or its ``fields``.
     poses: ``[B, 4, 4]`` head-to-world poses (scene units).
     source_tf: complex ``[T, F]`` (one source clip for every pose) or
-      ``[B, T, F]``: the mono source's STFT, frames-major (``dsp.stft_frames``).
+      ``[B, T, F]``: the mono source's STFT, frames-major (``dsp.stft_frames``);
+      with ``config.tail_frames = K``, ``[(B,) K + T, F]``: the ``K`` frames before
+      the clip first (``dataset.source_frames``).
     config: ``RenderConfig`` (static).
 
   Returns:
-    complex ``[B, 2, T, F]``: ``G * S`` per ear; with ``config.content_mode`` the
-    source contributes its phase only.
+    complex ``[B, 2, T, F]``: ``G * S`` per ear, plus the tail; with
+    ``config.content_mode`` the source contributes its phase only.
   """
   g = gains(params, poses, config)
   if source_tf.ndim == 2:
     source_tf = source_tf[None]
-  chex.assert_equal_shape([g[0, 0], source_tf[0]])
+  k = config.tail_frames
+  direct = source_tf[:, k:]
+  chex.assert_equal_shape([g[0, 0], direct[0]])
   if config.content_mode:
-    source_tf = source_tf / jnp.maximum(jnp.abs(source_tf), 1e-8)
-  return g * source_tf[:, None]
+    if k:
+      raise ValueError("content_mode has no reverberant tail (tail_frames must be 0)")
+    direct = direct / jnp.maximum(jnp.abs(direct), 1e-8)
+  y = g * direct[:, None]
+  if not k:
+    return y
+  tail = getattr(params, "tail", None)
+  if tail is None:
+    raise ValueError(f"config.tail_frames={k} but the Gaussians carry no tail")
+  return tail_lib.combine(y, tail, source_tf, k, config.tail_mode, tail_coherence(config),
+                          advance=tail_lib.natural_advance(config.n_fft, config.hop_length))[0]
+
+
+def tail_coherence(config: RenderConfig):
+  """The diffuse-field coherence ``[F]`` of the ears' tail taps (ears ``2 a`` apart),
+  or None when ``config.tail_coherence`` is off."""
+  if not config.tail_coherence:
+    return None
+  freqs = dsp.frequencies(config.n_fft, config.sample_rate)
+  return tail_lib.diffuse_coherence(freqs, 2.0 * config.head_radius, config.speed_of_sound)

@@ -25,7 +25,10 @@ class RenderConfig(StftSettings):
   path's arcsine (``backend.arcsin``: the streaming renderer sets it; training and
   evaluation keep ``jnp.arcsin``, the numbers of the tables); ``custom_backward``
   selects the hand-derived
-  VJP (``renderer.backward``) over autodiff of the same forward.
+  VJP (``renderer.backward``) over autodiff of the same forward. ``tail_frames``
+  > 0 adds the reverberant tail of ``renderer.tail`` (the Gaussians then carry a
+  ``Tail`` and ``source_tf`` starts with that many frames before the clip); 0 is
+  the paper's renderer.
   """
   sample_rate: int = 22050
   n_fft: int = 512
@@ -48,3 +51,6 @@ class RenderConfig(StftSettings):
   fast_math: bool = True
   fast_arcsin: bool = False
   custom_backward: bool = True
+  tail_frames: int = 0                 # K taps of the reverberant tail (renderer.tail); 0: none
+  tail_mode: str = "power"             # "power" | "complex" (renderer.tail.combine)
+  tail_coherence: bool = True          # ears' tail taps as coherent as a diffuse field's

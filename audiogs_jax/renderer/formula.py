@@ -35,7 +35,7 @@ from audiogs_jax import backend
 from audiogs_jax import dsp
 from audiogs_jax import geometry
 from audiogs_jax import sh as sh_lib
-from audiogs_jax.gaussians import GaussianGrid
+from audiogs_jax.gaussians import GaussianGrid, Tail
 from audiogs_jax.renderer.config import RenderConfig
 
 __all__ = ["Fields", "fields", "forward", "gains", "itd_path", "woodworth",
@@ -56,6 +56,7 @@ class Fields:
   expo: Optional[jnp.ndarray]           # [T, F] softplus(decay)
   phase: Optional[jnp.ndarray]          # [2, T, F] learned phase, radians
   scale: jnp.ndarray                    # [] metres per scene unit
+  tail: Optional[Tail] = None           # the reverberant tail (renderer.tail), if any
 
 
 def fields(g: GaussianGrid, config: RenderConfig) -> Fields:
@@ -72,7 +73,8 @@ def fields(g: GaussianGrid, config: RenderConfig) -> Fields:
   return Fields(
       xyz=g.xyz, coeffs=coeffs,
       expo=jax.nn.softplus(g.decay) if config.use_attenuation else None,
-      phase=g.phase if config.use_learned_phase else None, scale=scale)
+      phase=g.phase if config.use_learned_phase else None, scale=scale,
+      tail=g.tail if config.tail_frames else None)
 
 
 def woodworth(s, asin=jnp.arcsin):
