@@ -43,8 +43,10 @@ FAST_XLA = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=fal
 # rounding: summing a batch's gradients in another order moves a few
 # near-zero gradients, which Adam (g / (|g| + eps)) turns into visible
 # differences of those elements' updates. A missing or wrong all-reduce, a
-# wrong batch or scene differs by O(1).
-L2_TOL, MAX_TOL = 1e-3, 2e-2
+# wrong batch or scene differs by O(1). With the reverberant tail the learned
+# phase's gradient (from the interaural loss alone) has more such elements: its
+# worst element moved by up to 5 % of the largest change (L2 stays below 3e-4).
+L2_TOL, MAX_TOL = 1e-3, 1e-1
 STEPS = 3
 # One smoke config for every run here: the 4-device runs, the 2-process run
 # and its single-process reference must train the same thing.
