@@ -195,15 +195,16 @@ def _read_split(scene_dir: pathlib.Path, split: str, n_samples: int, sr: int,
 
 
 def _cut_clips(tracks: Sequence[np.ndarray], times: Sequence[float], n_samples: int, sr: int,
-               clip: str) -> tuple[list[np.ndarray], np.ndarray]:
+               clip: str, context: bool = False) -> tuple[list[np.ndarray], np.ndarray]:
   """The clips of the frames at ``times`` that have one, from every track, then
-  the ``sr`` samples before each clip of the last track (``SceneData.source_context``).
+  with ``context`` the ``sr`` samples before each clip of the last track
+  (``SceneData.source_context``).
 
   Returns:
     ([N, ..., sr] float32 per track and the context, [] when no frame has a
     clip), the indices [N] into ``times`` of the frames kept.
   """
-  cut = [[] for _ in range(len(tracks) + 1)]
+  cut = [[] for _ in range(len(tracks) + int(context))]
   keep = []
   for i, t in enumerate(times):
     rng = clip_range(float(t), n_samples, sr, clip)
@@ -211,7 +212,8 @@ def _cut_clips(tracks: Sequence[np.ndarray], times: Sequence[float], n_samples: 
       continue
     for out, track in zip(cut, tracks):
       out.append(_cut(track, rng, sr))
-    cut[-1].append(_before(tracks[-1], rng, sr))
+    if context:
+      cut[-1].append(_before(tracks[-1], rng, sr))
     keep.append(i)
   return [np.stack(c) if c else c for c in cut], np.asarray(keep, dtype=np.int64)
 
@@ -282,11 +284,11 @@ def load(root: os.PathLike | str | None, scene: int | str | os.PathLike, split: 
   per_split = {s: _read_split(scene_dir, s, n_samples, sr, bin_path) for s in SPLITS}
   # Poses of the requested split, normalisation over both.
   both = [t for s in SPLITS for t in per_split[s][2]]
-  (both_clips, _), _ = _cut_clips([binaural], both, n_samples, sr, clip)
+  (both_clips,), _ = _cut_clips([binaural], both, n_samples, sr, clip)
   norm = norm_factor_of([both_clips], normalize)
   jpath, files, times, poses = per_split[split]
   (b_clips, s_clips, s_before), keep = _cut_clips([binaural, source], times, n_samples,
-                                                  sr, clip)
+                                                  sr, clip, context=True)
   if not keep.size:
     raise DataError(jpath, f"no frame has a {clip} clip inside the "
                            f"{n_samples / sr:.2f} s track of {bin_path.name}")
