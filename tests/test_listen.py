@@ -121,6 +121,27 @@ def point_workdir(trained_workdir, tmp_path_factory):
   return out
 
 
+WORKLET_DELAY = 1.5   # s: the worklet module arrives after the first blocks
+
+
+def _late_worklet(app):
+  """The app, with ``/static/worklet.js`` served ``WORKLET_DELAY`` seconds late.
+
+  The socket opens and the server renders the first credits' worth of blocks
+  while the page is still loading the AudioWorklet module; the page must keep
+  those blocks for the worklet (CI once failed when it dropped them: 4 blocks
+  received, none played, the server waiting for credits). The delay makes
+  every browser test take that path, not only an unlucky loaded run.
+  """
+  import asyncio
+
+  async def wrapped(scope, receive, send):
+    if scope["type"] == "http" and scope["path"].endswith("/worklet.js"):
+      await asyncio.sleep(WORKLET_DELAY)
+    await app(scope, receive, send)
+  return wrapped
+
+
 @pytest.fixture(scope="module")
 def server(point_workdir, trained_workdir):
   """The app on 127.0.0.1:<free port> in a thread: model A = point, B = smoke."""
@@ -128,7 +149,8 @@ def server(point_workdir, trained_workdir):
   from audiogs_jax.listen import app as listen_app, command
   state = listen_app.load([str(point_workdir), str(trained_workdir)])
   sock = command.bind("127.0.0.1", 0)
-  srv = uvicorn.Server(uvicorn.Config(listen_app.make_app(state), log_level="warning",
+  srv = uvicorn.Server(uvicorn.Config(_late_worklet(listen_app.make_app(state)),
+                                      log_level="warning",
                                       ws="wsproto", lifespan="off"))
   th = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
   th.start()
@@ -157,11 +179,12 @@ def page(server):
             "--autoplay-policy=no-user-gesture-required", "--window-size=1100,900",
             # A fake output stream, pulled by a timer at the real-time rate: the
             # AudioWorklet runs the same whether or not the machine has a sound
-            # device. Without it, headless Chromium on a machine with no sound device
-            # and CI=true in the environment never pulls a block (seen in CI).
+            # device. (The stalls once blamed on the sound device were the page
+            # dropping blocks that came before its worklet: see _late_worklet.)
             "--disable-audio-output"):
     opts.add_argument(a)
-  # And the browser gets the environment without CI=true (the same stall, seen here).
+  # The browser gets the environment without CI=true: the page should not behave
+  # differently under CI, and Chromium's headless mode reads it.
   env = {k: v for k, v in os.environ.items() if k != "CI"}
   driver = webdriver.Chrome(options=opts, service=Service(DRIVER, env=env))
   driver.get(server[0])

@@ -176,6 +176,7 @@ async function startAudio() {
   L.gain.gain.value = Number($('volume').value);
   node.connect(L.gain).connect(ctx.destination);
   node.port.onmessage = (e) => onWorklet(e.data);
+  for (const m of L.pending.splice(0)) toWorklet(m);
   ctx.onstatechange = () => { L.stats.audioState = ctx.state; };
   L.stats.audioState = ctx.state;
   if (ctx.state !== 'running') {
@@ -218,7 +219,15 @@ function onBlock(buf) {
   rec.l.set(l.subarray(0, m), n); rec.r.set(r.subarray(0, m), n);
   if (m < b) { rec.l.set(l.subarray(m), 0); rec.r.set(r.subarray(m), 0); }
   rec.n += b;
-  if (L.node) L.node.port.postMessage({...h, l, r}, [l.buffer, r.buffer]);
+  toWorklet({...h, l, r});
+}
+// Blocks that arrive before the AudioWorklet exists (the socket can open and the
+// server render the first credits' worth while addModule is still loading) wait
+// here: dropping them would leave the server waiting for credits that never come.
+L.pending = [];
+function toWorklet(m) {
+  if (L.node) L.node.port.postMessage(m, [m.l.buffer, m.r.buffer]);
+  else L.pending.push(m);
 }
 // The newest `count` samples per ear, oldest first (for tests).
 L.lastSamples = (count) => {
