@@ -170,14 +170,16 @@ def test_batch_equals_single_and_compiles_once(rich_params):
   y_per = batch(rich_params, poses, srcs, config=CFG)
   single = jax.jit(a3.render, static_argnames="config")
   # float32 rounding of the U-Net differs between batch sizes (the CPU's convolution
-  # kernels split the work by batch): near-zero bins are compared on the scale of the
-  # spectrum (1e-6 of its peak, about 1.5 here), not in absolute terms.
-  atol = 1e-6 * float(np.max(np.abs(np.asarray(y_per))))
+  # kernels split the work by batch, and by thread under load: CI once saw 8e-5
+  # relative, 3e-6 of the peak): compared to 1e-4 relative and 1e-5 of the
+  # spectrum's peak (about 1.5 here). A batch item mixed up with another differs
+  # by O(1).
+  atol = 1e-5 * float(np.max(np.abs(np.asarray(y_per))))
   for i in range(3):
     np.testing.assert_allclose(single(rich_params, poses[i], srcs[0], config=CFG),
-                               y_shared[i], rtol=1e-5, atol=atol)
+                               y_shared[i], rtol=1e-4, atol=atol)
     np.testing.assert_allclose(single(rich_params, poses[i], srcs[i], config=CFG),
-                               y_per[i], rtol=1e-5, atol=atol)
+                               y_per[i], rtol=1e-4, atol=atol)
   # Same shapes, new values: no recompilation.
   batch(rich_params, _poses(3, 8), srcs, config=CFG)
   assert batch._cache_size() == 2          # [F, T] and [B, F, T] sources
