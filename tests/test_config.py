@@ -189,6 +189,7 @@ def test_format1_config_loads_into_format2_layout(cfg, tmp_path):
   expected.model.audio3dgs_unet.update(_V1_UNET)
   expected.model.audio3dgs_unet.init_spread = _V1_AUDIOGS["init_spread"]
   expected.model.audiogs.tail_frames = 0          # trained before the tail existed
+  expected.model.audiogs.tail_init_rt60 = 0.5     # the tail's start before the estimate
   assert back.to_dict() == expected.to_dict()
   # ... the same values, and the types of the fresh config (overrides still cast).
   assert back.model.audiogs.sh_degree == 3 and back.model.audiogs.phase_weight == 0.3
@@ -239,5 +240,5 @@ def test_format2_config_loads_without_a_tail(cfg, tmp_path):
   assert back.model.audiogs.tail_frames == 0 and back.model.audiogs.sh_degree == 1
   assert back.train.lr.tail == cfg.train.lr.tail
   expected = json.loads(json.dumps(cfg.to_dict()))
-  expected["model"]["audiogs"].update(tail_frames=0, sh_degree=1)
+  expected["model"]["audiogs"].update(tail_frames=0, tail_init_rt60=0.5, sh_degree=1)
   assert json.loads(json.dumps(back.to_dict())) == expected

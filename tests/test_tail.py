@@ -229,3 +229,37 @@ def test_long_render_has_no_dip_at_chunk_boundaries(monkeypatch):
   print(f"back-to-back chunks without the source before them: "
         f"[{dev.min():+.2f}, {dev.max():+.2f}] dB")
   assert dev.min() < -3.0
+
+
+def test_tail_starts_at_the_training_recordings_rt60():
+  """``tail_init_rt60 = 0`` (the default): the tail's initial RT60 is the training
+  clips' blind RT60 -- short for a dry room, long for a reverberant one -- and a
+  value set in the config wins over the estimate."""
+  import scipy.signal
+  from audiogs_jax.models import SceneInfo
+  from audiogs_jax.models import audiogs as audiogs_model
+  sr, rng = 16000, np.random.default_rng(5)
+
+  def clips(rt60, n=6):
+    t = np.arange(int(1.2 * rt60 * sr)) / sr
+    out = []
+    for _ in range(n):
+      x = np.zeros(2 * sr)
+      x[int(0.1 * sr):int(0.4 * sr)] = rng.standard_normal(int(0.3 * sr))
+      ir = rng.standard_normal((2, t.size)) * np.exp(-3 * np.log(10) * t / rt60)
+      out.append(np.stack([scipy.signal.fftconvolve(x, h)[:2 * sr] for h in ir]))
+    return np.asarray(out, np.float32)
+
+  dry = audiogs_model.tail_rt60_estimate(clips(0.25), sr)
+  wet = audiogs_model.tail_rt60_estimate(clips(0.9), sr)
+  assert dry == pytest.approx(0.25, rel=0.3) and wet == pytest.approx(0.9, rel=0.3)
+  cfg = _config(16)
+  assert cfg.model.audiogs.tail_init_rt60 == 0.0
+  cfg.data.sample_rate, cfg.model.hop_length = sr, 128
+  scene = SceneInfo(num_freqs=257, num_frames=10, sample_rate=sr, center=(0.0, 0.0, 0.0),
+                    metres_per_unit=1.0, rt60_estimate=dry)
+  init = lambda c: audiogs_model.init(jax.random.PRNGKey(0), scene, c).tail
+  rt = tail_lib.rt60_of(init(cfg), 128, sr)
+  np.testing.assert_allclose(rt, dry, rtol=1e-4)
+  cfg.model.audiogs.tail_init_rt60 = 0.7
+  np.testing.assert_allclose(tail_lib.rt60_of(init(cfg), 128, sr), 0.7, rtol=1e-4)

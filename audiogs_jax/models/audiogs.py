@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from audiogs_jax import localize
+from audiogs_jax import localize, reverb
 from audiogs_jax import losses
 from audiogs_jax import renderer
 from audiogs_jax.gaussians import GaussianGrid, Tail, from_grid, init_gaussians, to_grid
@@ -49,7 +49,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.tail_frames = 128
   c.tail_mode = "power"               # power (expected magnitude) | complex (CTF as such)
   c.tail_coherence = True             # ears' taps as coherent as a diffuse field's
-  c.tail_init_rt60 = 0.5              # seconds, every bin
+  c.tail_init_rt60 = 0.0              # seconds, every bin; 0: the training clips' blind RT60
   c.tail_init_level = 0.02            # amplitude of the first tap
   # Loss: mag_weight * |Y| L2 + log_mag_weight * log|Y| L1 + phase_weight * IPD
   # + frame_tie_weight * (pull each bin's T frames together, losses.frame_tie).
@@ -91,16 +91,37 @@ def metres_per_unit(scene: SceneInfo, config) -> float:
   return DEFAULT_METRES_PER_UNIT
 
 
+#: Range of the tail's data-driven initial RT60 (seconds).
+TAIL_RT60_RANGE = (0.1, 1.5)
+
+
 def scene_extras(scene, config) -> dict:
   """``source_estimate``: the source located from the training clips' interaural
-  times (``localize.estimate_source``), when ``init_position = "itd"``."""
-  where = fields_of(config, NAME).init_position
+  times (``localize.estimate_source``), when ``init_position = "itd"``;
+  ``rt60_estimate``: the median blind RT60 of the training recordings
+  (``reverb.rt60_blind``), when the tail starts from it (``tail_init_rt60 = 0``)."""
+  m = fields_of(config, NAME)
+  where = m.init_position
   if where not in ("itd", "listeners"):
     raise ValueError(f"model.audiogs.init_position must be listeners or itd, got {where!r}")
-  if where != "itd":
-    return {}
-  est = localize.estimate_source(scene.poses, scene.binaural, scene.sample_rate)
-  return {"source_estimate": tuple(float(v) for v in est)}
+  out = {}
+  if where == "itd":
+    est = localize.estimate_source(scene.poses, scene.binaural, scene.sample_rate)
+    out["source_estimate"] = tuple(float(v) for v in est)
+  if tail_frames(config) and not float(m.get("tail_init_rt60", 0.0)):
+    out["rt60_estimate"] = tail_rt60_estimate(scene.binaural, scene.sample_rate)
+  return out
+
+
+def tail_rt60_estimate(binaural, sample_rate: int, max_clips: int = 64) -> float:
+  """Median blind RT60 (s) of up to ``max_clips`` evenly spaced clips of
+  ``binaural`` ``[N, 2, L]``, clipped to ``TAIL_RT60_RANGE``: where the tail's decay
+  starts. A fixed start (0.5 s) left the tail of a dry room (RT60 0.25 s) too long
+  for a short training run to undo."""
+  x = np.asarray(binaural)
+  idx = np.unique(np.linspace(0, len(x) - 1, min(max_clips, len(x))).round().astype(int))
+  rt = reverb.rt60_blind_batch(x[idx], sample_rate)
+  return float(np.clip(np.median(rt), *TAIL_RT60_RANGE))
 
 
 def _init_center(scene: SceneInfo, config) -> tuple:
@@ -129,11 +150,19 @@ def init(key, scene: SceneInfo, config) -> GaussianGrid:
   tail = tail_lib.init(jax.random.fold_in(key, 7), scene.num_freqs,
                        hop_length=int(config.model.hop_length),
                        sample_rate=int(config.data.sample_rate),
-                       rt60=float(m.tail_init_rt60), level=float(m.tail_init_level),
+                       rt60=_tail_init_rt60(scene, config), level=float(m.tail_init_level),
                        learn_phase=str(m.tail_mode) == "complex",
                        advance=tail_lib.natural_advance(int(config.model.n_fft),
                                                         int(config.model.hop_length)))
   return grid.replace(tail=tail)
+
+
+def _tail_init_rt60(scene: SceneInfo, config) -> float:
+  """``tail_init_rt60`` if set, else the scene's estimate (0.5 s without one)."""
+  rt = float(fields_of(config, NAME).get("tail_init_rt60", 0.0))
+  if rt:
+    return rt
+  return float(scene.rt60_estimate) if scene.rt60_estimate else 0.5
 
 
 def render(params: GaussianGrid, poses, source_tf, config):

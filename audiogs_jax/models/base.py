@@ -46,6 +46,7 @@ class SceneInfo:
   metres_per_unit: Optional[float]    # from the scene's metadata, if known
   source_mag: Optional[np.ndarray] = None   # [F, T] mean |S| over training clips
   source_estimate: Optional[tuple] = None   # [3] scene units, from the clips' ITDs
+  rt60_estimate: Optional[float] = None     # s, the training clips' blind RT60
 
 
 @dataclasses.dataclass(frozen=True)
