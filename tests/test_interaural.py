@@ -110,3 +110,27 @@ def test_estimate_source_from_itds():
     # No interaural cue at all: fall back to the listeners' centroid.
     est0 = localize.estimate_source(poses, None, SR, itds=np.zeros(60))
     np.testing.assert_allclose(est0, poses[:, :3, 3].mean(axis=0))
+
+
+def test_estimate_source_ignores_reflection_peaks():
+    """A third of the clips' ITDs replaced by random values within +-1 ms (GCC-PHAT
+    peaks of reflections): the truncated fit still finds the source, where a least-
+    squares fit to the same ITDs is pulled away from it."""
+    rng = np.random.default_rng(2)
+    src = np.array([-0.3, 0.5, 0.0])
+    poses = np.stack([trajectory.head_pose([x, y, 0.0], yaw)
+                      for x, y, yaw in zip(rng.uniform(-1, 1, 90), rng.uniform(-1, 1, 90),
+                                           rng.uniform(-np.pi, np.pi, 90))])
+    itds = 0.0875 / 343.0 * localize.itd_model(src[None], poses)[0]
+    bad = rng.permutation(90)[:30]
+    itds[bad] = rng.uniform(-1e-3, 1e-3, 30)
+    est = localize.estimate_source(poses, None, SR, itds=itds)
+    assert np.linalg.norm(est - src) < 0.1
+    # Least squares (the best non-negative scale per point) on the same ITDs.
+    c = poses[:, :3, 3]
+    pts = np.stack(np.meshgrid(*[np.linspace(-3, 3, 61)] * 2 + [np.zeros(1)],
+                               indexing="ij"), -1).reshape(-1, 3)
+    w = localize.itd_model(pts, poses)
+    k = np.maximum((w @ itds) / np.maximum((w * w).sum(-1), 1e-12), 0.0)
+    ls = pts[np.argmin(((itds[None] - k[:, None] * w) ** 2).sum(-1))]
+    assert np.linalg.norm(ls - src) > 2 * np.linalg.norm(est - src)
