@@ -27,12 +27,25 @@ def make_predict(model, config):
   """Jitted ``(params, poses [B,4,4], source_tf [B,K+T,F], length) -> [B,2,L]``
   (``source_tf`` as ``dataset.source_frames`` gives it)."""
   kw = dataset.stft_kwargs(config)
+  opts = compiler_options(model)
+  parts = model.render_parts(config) if model.render_parts else None
+  if parts is None:
+    def predict(params, poses, source_tf, length_ref):
+      spec = model.render(params, poses, source_tf, config)
+      return dsp.istft_frames(spec, length=length_ref.shape[-1], **kw)
 
-  def predict(params, poses, source_tf, length_ref):
-    spec = model.render(params, poses, source_tf, config)
-    return dsp.istft_frames(spec, length=length_ref.shape[-1], **kw)
+    return jax.jit(predict, compiler_options=opts)
+  # Two programs, the second with the inverse STFT (``RenderModel.render_parts``).
+  first = jax.jit(lambda params, poses, source_tf: parts[0](params, poses, source_tf, config),
+                  compiler_options=opts)
+  second = jax.jit(lambda x, params, source_tf, length_ref: dsp.istft_frames(
+      parts[1](x, params, source_tf, config), length=length_ref.shape[-1], **kw),
+                   compiler_options=opts)
 
-  return jax.jit(predict, compiler_options=compiler_options(model))
+  def predict_in_parts(params, poses, source_tf, length_ref):
+    return second(first(params, poses, source_tf), params, source_tf, length_ref)
+
+  return predict_in_parts
 
 
 def predict_waveforms(model, params, poses, source_tf, length: int, config,

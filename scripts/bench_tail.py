@@ -6,8 +6,11 @@ without it, timed interleaved in one run (same machine load), as JSON rows.
 Train step: ``trainstate.make_sampled_step`` of the default config (batch 8, custom
 backward, Adam) on a random 16-clip scene, ``model.audiogs.tail_frames`` = 0 (the
 paper's renderer) and each K asked for. Render: 32 poses of a 1-s clip to
-waveforms (render + ISTFT) from ``renderer.fields`` prepared once. Medians of the
-interleaved repeats; ``ratio`` is each row's median over the K = 0 row's.
+waveforms (render + ISTFT) from ``renderer.fields`` prepared once, as the library
+renders (``predict.make_predict``: with a tail, the direct part and then the tail
+with the ISTFT, two compiled programs), and, for the largest K, as one jitted
+program (``"programs": 1``). Medians of the interleaved repeats; ``ratio`` is each
+row's median over the K = 0 row's.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from audiogs_jax import backend, dataset, dsp, renderer, trainstate
+from audiogs_jax import backend, dataset, dsp, predict, renderer, trainstate
 from audiogs_jax import config as config_lib
 from audiogs_jax.gaussians import init_gaussians, to_grid
 from audiogs_jax.models import SceneInfo, get_model
@@ -64,7 +67,7 @@ def _step_fn(k: int, n: int = 16):
   return run
 
 
-def _render_fn(k: int, b: int = 32):
+def _render_fn(k: int, b: int = 32, mode: str = "predict"):
   cfg = _config(k)
   rc = audiogs_model.render_config(cfg)
   kw = rc.stft_kwargs()
@@ -81,33 +84,46 @@ def _render_fn(k: int, b: int = 32):
   src = jnp.asarray(rng.standard_normal((b, L)).astype(np.float32))
   src_tf = dataset.source_frames(src, src, cfg)
   poses = jnp.asarray(np.tile(np.eye(4, dtype=np.float32), (b, 1, 1)))
-  fn = jax.jit(lambda f, p, s: dsp.istft_frames(renderer.render(f, p, s, rc), length=L,
-                                                **kw))
-  return lambda: fn(fields, poses, src_tf)
+  if mode == "one_program":     # render + ISTFT as one jitted program
+    fn = jax.jit(lambda f, p, s: dsp.istft_frames(renderer.render(f, p, s, rc), length=L,
+                                                  **kw))
+    return lambda: fn(fields, poses, src_tf)
+  # The library's path (predict.make_predict: with a tail, two programs).
+  fn = predict.make_predict(get_model("audiogs"), cfg)
+  ref = jnp.zeros((L,), jnp.float32)
+  return lambda: fn(fields, poses, src_tf, ref)
 
 
 def bench_tail(frames=(64, 128), repeats: int = 10) -> list:
-  """Rows ``{"what", "tail_frames", "ms", "compile_s", "ratio"}`` (module docstring)."""
+  """Rows ``{"what", "tail_frames", "ms_per_step" | "ms_per_clip", "compile_s",
+  "ratio"}`` (module docstring); the render rows say ``"programs"``: how the
+  library renders (``predict.make_predict``: two programs with a tail) and, for the
+  largest K, the same render as one jitted program, for comparison."""
   backend.tune_host_allocator()
   rows = []
-  for what, make, unit in (("train_step", _step_fn, "ms_per_step"),
-                           ("render_batch32", _render_fn, "ms_per_clip")):
+  for what, unit in (("train_step", "ms_per_step"), ("render_batch32", "ms_per_clip")):
     fns, compile_s = {}, {}
-    for k in (0, *frames):
-      fns[k] = make(k)
+    keys = [(k, "predict") for k in (0, *frames)]
+    if what.startswith("render"):
+      keys.append((max(frames), "one_program"))
+    for key in keys:
+      fns[key] = _step_fn(key[0]) if what == "train_step" else _render_fn(key[0], mode=key[1])
       t0 = time.perf_counter()
-      jax.block_until_ready(fns[k]())
-      compile_s[k] = time.perf_counter() - t0
-    times = {k: [] for k in fns}
+      jax.block_until_ready(fns[key]())
+      compile_s[key] = time.perf_counter() - t0
+    times = {key: [] for key in fns}
     for _ in range(repeats):
-      for k, fn in fns.items():
+      for key, fn in fns.items():
         t0 = time.perf_counter()
         jax.block_until_ready(fn())
-        times[k].append(time.perf_counter() - t0)
+        times[key].append(time.perf_counter() - t0)
     per = 32 if what.startswith("render") else 1
-    base = float(np.median(times[0]))
-    for k in fns:
-      med = float(np.median(times[k]))
-      rows.append({"what": what, "tail_frames": k, unit: 1e3 * med / per,
-                   "compile_s": compile_s[k], "ratio": med / base})
+    base = float(np.median(times[(0, "predict")]))
+    for key in fns:
+      med = float(np.median(times[key]))
+      row = {"what": what, "tail_frames": key[0], unit: 1e3 * med / per,
+             "compile_s": compile_s[key], "ratio": med / base}
+      if what.startswith("render"):
+        row["programs"] = 1 if key[1] == "one_program" or not key[0] else 2
+      rows.append(row)
   return rows

@@ -595,3 +595,36 @@ def test_woodworth_itd_of_a_lateral_gaussian():
     freqs = dsp.frequencies(c.n_fft, c.sample_rate)
     slope = np.polyfit(2 * np.pi * freqs[1:4], np.unwrap(ipd[1:4]), 1)[0]
     assert slope == pytest.approx(itd, rel=0.02), model
+
+
+def test_predict_in_two_programs_equals_one():
+  """With a tail, ``predict.make_predict`` renders in two compiled programs
+  (``RenderModel.render_parts``): the same waveforms as ``render`` + ISTFT in one."""
+  from audiogs_jax import config as config_lib, dataset, dsp, predict
+  from audiogs_jax.models import get_model
+  from audiogs_jax.models import audiogs as audiogs_model
+  from audiogs_jax.renderer import tail as tail_lib
+  cfg = config_lib.load_config_file(config_lib.default_config_path())
+  cfg.model.audiogs.tail_frames = 8
+  cfg.model.n_fft, cfg.model.hop_length = 256, 64
+  rc = audiogs_model.render_config(cfg)
+  length = 2048
+  t = dsp.num_frames(length, 256, 64)
+  key = jax.random.PRNGKey(4)
+  g = to_grid(init_gaussians(key, rc.num_freqs, t, sh_degree=2, center=(0.0, 0.0, 0.0),
+                             spread=0.5, log_scale=0.0), rc.num_freqs)
+  g = g.replace(tail=tail_lib.init(key, rc.num_freqs, hop_length=64, sample_rate=22050,
+                                   learn_phase=False, level=0.3))
+  rng = np.random.default_rng(0)
+  src = jnp.asarray(rng.standard_normal((3, length)).astype(np.float32))
+  src_tf = dataset.source_frames(src, src, cfg)
+  poses = jnp.asarray(np.tile(np.eye(4, dtype=np.float32), (3, 1, 1)))
+  poses = poses.at[:, :3, 3].set(jnp.asarray(rng.uniform(-1, 1, (3, 3)), jnp.float32))
+  model = get_model("audiogs")
+  assert model.render_parts(cfg) is not None
+  two = predict.make_predict(model, cfg)(g, poses, src_tf, jnp.zeros((length,)))
+  one = dsp.istft_frames(renderer.render(g, poses, src_tf, rc), length=length,
+                         n_fft=256, hop_length=64)
+  np.testing.assert_allclose(two, one, rtol=1e-5, atol=1e-6 * float(jnp.max(jnp.abs(one))))
+  cfg.model.audiogs.tail_frames = 0
+  assert model.render_parts(cfg) is None

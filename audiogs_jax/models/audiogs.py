@@ -169,6 +169,17 @@ def render(params: GaussianGrid, poses, source_tf, config):
   return renderer.render(params, poses, source_tf, render_config(config))
 
 
+def render_parts(config):
+  """The render with a reverberant tail as ``renderer.direct`` then
+  ``renderer.add_tail`` (``RenderModel.render_parts``); None without a tail."""
+  if not tail_frames(config):
+    return None
+  return (lambda params, poses, source_tf, cfg: renderer.direct(
+              params, poses, source_tf, render_config(cfg)),
+          lambda y, params, source_tf, cfg: renderer.add_tail(
+              y, params, source_tf, render_config(cfg)))
+
+
 def loss(params, pred_tf, target_tf, source_tf, config):
   """The weighted AudioGS loss and its parts (``config.model.audiogs.*_weight``)."""
   del source_tf
@@ -229,4 +240,5 @@ def stream_fields(params: GaussianGrid, config):
 MODEL = RenderModel(name=NAME, label="AudioGS", init=init, render=render, loss=loss,
                     labels=labels, positions=positions, energy=energy,
                     default_config=default_config, scene_extras=scene_extras,
-                    gaussian_axes=gaussian_axes, stream_fields=stream_fields)
+                    gaussian_axes=gaussian_axes, stream_fields=stream_fields,
+                    render_parts=render_parts)

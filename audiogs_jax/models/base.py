@@ -22,6 +22,11 @@ model: its label, its config fields (``config.model.<name>``, defaults from
   devices (``audiogs_jax.parallel``).
 - ``stream_fields(params, config) -> Fields`` (optional): the AudioGS fields the
   block-wise streaming renderer reads; ``no_stream`` says why a model has none.
+- ``render_parts(config) -> (first, second) | None`` (optional): the render in two
+  parts, ``first(params, poses, source_tf, config) -> x`` and ``second(x, params,
+  source_tf, config) -> render``, which ``predict`` compiles as two programs (XLA's
+  CPU backend ran AudioGS's render with the reverberant tail as one program 1.7x
+  slower than as these two; docs/performance.md); None: one program.
 - ``convolutional``: the model's maths has convolutions (the backend may then
   compile it with its convolution options, ``backend.compiler_options``).
 """
@@ -64,6 +69,7 @@ class RenderModel:
   gaussian_axes: Optional[Callable[[Any], Any]] = None
   stream_fields: Optional[Callable[[Any, Any], Any]] = None
   no_stream: str = ""
+  render_parts: Optional[Callable[[Any], Optional[tuple]]] = None
   convolutional: bool = False
 
 

@@ -35,8 +35,8 @@ from audiogs_jax.renderer.config import RenderConfig
 from audiogs_jax.renderer.formula import Fields, fields
 from audiogs_jax.renderer.reference import render_reference
 
-__all__ = ["RenderConfig", "Fields", "fields", "gains", "render", "render_reference",
-           "tail_coherence"]
+__all__ = ["RenderConfig", "Fields", "fields", "gains", "render", "direct", "add_tail",
+           "render_reference", "tail_coherence"]
 
 
 def gains(params: "GaussianGrid | Fields", poses: jnp.ndarray,
@@ -72,19 +72,35 @@ def render(params: "GaussianGrid | Fields", poses: jnp.ndarray, source_tf: jnp.n
     complex ``[B, 2, T, F]``: ``G * S`` per ear, plus the tail; with
     ``config.content_mode`` the source contributes its phase only.
   """
+  return add_tail(direct(params, poses, source_tf, config), params, source_tf, config)
+
+
+def direct(params: "GaussianGrid | Fields", poses: jnp.ndarray, source_tf: jnp.ndarray,
+           config: RenderConfig) -> jnp.ndarray:
+  """The direct part ``G * S`` ``[B, 2, T, F]`` of ``render`` (same arguments)."""
   g = gains(params, poses, config)
   if source_tf.ndim == 2:
     source_tf = source_tf[None]
   k = config.tail_frames
-  direct = source_tf[:, k:]
-  chex.assert_equal_shape([g[0, 0], direct[0]])
+  s = source_tf[:, k:]
+  chex.assert_equal_shape([g[0, 0], s[0]])
   if config.content_mode:
     if k:
       raise ValueError("content_mode has no reverberant tail (tail_frames must be 0)")
-    direct = direct / jnp.maximum(jnp.abs(direct), 1e-8)
-  y = g * direct[:, None]
+    s = s / jnp.maximum(jnp.abs(s), 1e-8)
+  return g * s[:, None]
+
+
+def add_tail(y: jnp.ndarray, params: "GaussianGrid | Fields", source_tf: jnp.ndarray,
+             config: RenderConfig) -> jnp.ndarray:
+  """``render`` from its direct part ``y = direct(...)`` ``[B, 2, T, F]``: ``y`` and
+  the reverberant tail (``tail.combine``); ``y`` itself when ``config.tail_frames``
+  is 0."""
+  k = config.tail_frames
   if not k:
     return y
+  if source_tf.ndim == 2:
+    source_tf = source_tf[None]
   tail = getattr(params, "tail", None)
   if tail is None:
     raise ValueError(f"config.tail_frames={k} but the Gaussians carry no tail")
