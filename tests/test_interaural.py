@@ -127,7 +127,6 @@ def test_estimate_source_ignores_reflection_peaks():
     est = localize.estimate_source(poses, None, SR, itds=itds)
     assert np.linalg.norm(est - src) < 0.1
     # Least squares (the best non-negative scale per point) on the same ITDs.
-    c = poses[:, :3, 3]
     pts = np.stack(np.meshgrid(*[np.linspace(-3, 3, 61)] * 2 + [np.zeros(1)],
                                indexing="ij"), -1).reshape(-1, 3)
     w = localize.itd_model(pts, poses)
