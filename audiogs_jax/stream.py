@@ -62,7 +62,6 @@ from audiogs_jax import renderer
 from audiogs_jax import workdir as workdir_lib
 from audiogs_jax.gaussians import GaussianGrid
 from audiogs_jax.renderer import Fields, formula
-from audiogs_jax.renderer import tail as tail_lib
 
 __all__ = ["StreamError", "PoseError", "StreamConfig", "StreamState", "stream_params",
            "stream_gain", "init_state", "step", "render_trajectory", "stream_clips",
@@ -206,10 +205,9 @@ def step(sp: Fields, state: StreamState, block: jnp.ndarray, pose: jnp.ndarray,
   out_tf = g * spec[None]                                              # [2, k, F]
   tail_z, tail_p = state.tail_z, state.tail_p
   if rc.tail_frames:
-    out_tf, (tail_z, tail_p) = tail_lib.combine(
-        out_tf[None], sp.tail, spec[None].astype(jnp.complex64), 0, rc.tail_mode,
-        renderer.tail_coherence(rc), state=(tail_z[None], tail_p[None]),
-        advance=tail_lib.natural_advance(rc.n_fft, rc.hop_length))
+    out_tf, (tail_z, tail_p) = renderer.combine_tail(
+        out_tf[None], sp.tail, spec[None].astype(jnp.complex64), 0, rc,
+        state=(tail_z[None], tail_p[None]))
     out_tf, tail_z, tail_p = out_tf[0], tail_z[0], tail_p[0]
   y = jnp.fft.irfft(out_tf, n=n_fft, axis=-1) * win                    # [2, k, n_fft]
   parts = y.reshape(2, k, r, hop)

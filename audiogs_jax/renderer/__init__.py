@@ -36,7 +36,7 @@ from audiogs_jax.renderer.formula import Fields, fields
 from audiogs_jax.renderer.reference import render_reference
 
 __all__ = ["RenderConfig", "Fields", "fields", "gains", "render", "direct", "add_tail",
-           "render_reference", "tail_coherence"]
+           "combine_tail", "render_reference", "tail_coherence"]
 
 
 def gains(params: "GaussianGrid | Fields", poses: jnp.ndarray,
@@ -104,8 +104,17 @@ def add_tail(y: jnp.ndarray, params: "GaussianGrid | Fields", source_tf: jnp.nda
   tail = getattr(params, "tail", None)
   if tail is None:
     raise ValueError(f"config.tail_frames={k} but the Gaussians carry no tail")
-  return tail_lib.combine(y, tail, source_tf, k, config.tail_mode, tail_coherence(config),
-                          advance=tail_lib.natural_advance(config.n_fft, config.hop_length))[0]
+  return combine_tail(y, tail, source_tf, k, config)[0]
+
+
+def combine_tail(y: jnp.ndarray, tail, source_tf: jnp.ndarray, skip: int,
+                 config: RenderConfig, state=None):
+  """``tail.combine`` with the configured mode, ear coherence and phase advance:
+  ``(out [B, 2, T, F], state)`` (the clip renderer above and the block-wise
+  ``stream.step``, which carries ``state``, share it)."""
+  return tail_lib.combine(y, tail, source_tf, skip, config.tail_mode, tail_coherence(config),
+                          state=state,
+                          advance=tail_lib.natural_advance(config.n_fft, config.hop_length))
 
 
 def tail_coherence(config: RenderConfig):
