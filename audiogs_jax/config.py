@@ -30,7 +30,7 @@ __all__ = ["ConfigError", "load_config_file", "apply_overrides", "parse_config_a
 #: Version of the saved ``config.json`` layout (its ``_format`` field); a file
 #: written by a newer version of the code is refused rather than misread, an
 #: older one is converted (``migrate``).
-CONFIG_FORMAT = 3
+CONFIG_FORMAT = 4
 #: The readers ``config.data.kind`` may name (``audiogs_jax.dataset.load_split``).
 DATA_KINDS = ("synthetic", "rwavs", "replay_nvas")
 #: Fields that shape the learning-rate schedule of the whole run.
@@ -246,11 +246,26 @@ def migrate(data: dict, fmt: int) -> dict:
   Format 2 -> 3: AudioGS gains the reverberant tail's fields with
   ``tail_frames = 0`` (what a config without them trained: no tail) and
   ``train.lr.tail``.
+  Format 3 -> 4: AudioGS gains the closed-form start with ``init_fit = 0`` (what
+  a config without it trained from: the constant start) and ``train`` gains
+  ``eval_at_start = False``.
   """
   if fmt < 2:
     data = _migrate_1_to_2(data)
   if fmt < 3:
     data = _migrate_2_to_3(data)
+  if fmt < 4:
+    data = _migrate_3_to_4(data)
+  return data
+
+
+def _migrate_3_to_4(data: dict) -> dict:
+  data = dict(data)
+  model = dict(data["model"])
+  if isinstance(model.get("audiogs"), dict):
+    model["audiogs"] = {"init_fit": 0, "init_fit_ridge": 0.01, **model["audiogs"]}
+  data["model"] = model
+  data["train"] = {"eval_at_start": False, **data["train"]}
   return data
 
 

@@ -78,23 +78,31 @@ class _Scenes:
     return self._cache[(i, name)]
 
 
-def _host_state(config, model, scenes: _Scenes, train_split: str):
-  """Initial host state (stacked for several scenes), optimiser and meta."""
+def _host_state(config, model, scenes: _Scenes, train_split: str, fit: bool):
+  """Initial host state (stacked for several scenes), optimiser, meta and the
+  seconds the initialisation took (``init_s``: the scene analysis of ``SceneInfo``
+  and, with ``fit``, the model's data-driven start; not the data's loading).
+  A resumed run (``fit`` False) only needs the state's structure: no fit."""
   states, metas = [], []
   tx = None
+  init_s = 0.0
   for i, c in enumerate(scenes.configs):
     scene = scenes.split(i, train_split)
+    t0 = time.perf_counter()
     info = workdir_lib.scene_info_of(scene, c)
     st, tx = create_train_state(c, info, jax.random.PRNGKey(int(config.seed)),
-                                norm_factor=scene.norm_factor)
+                                norm_factor=scene.norm_factor, scene=scene if fit else None)
+    if fit and jax.process_count() > 1:   # every process starts from process 0's fit
+      st = st.replace(params=multihost_utils.broadcast_one_to_all(st.params))
     states.append(jax.device_get(st))
+    init_s += time.perf_counter() - t0
     metas.append({"scene": str(c.data.scene), **workdir_lib.scene_meta(scene, info)})
   if not scenes.ids:
     return states[0], tx, {"model": config.model.name,
-                           **{k: v for k, v in metas[0].items() if k != "scene"}}
+                           **{k: v for k, v in metas[0].items() if k != "scene"}}, init_s
   meta = {"model": config.model.name, "scenes": list(scenes.ids), "per_scene": metas,
           "clip_length": metas[0]["clip_length"]}
-  return stack_states(states), tx, meta
+  return stack_states(states), tx, meta, init_s
 
 
 def _validate_all(model, scenes: _Scenes, eval_data: list, params_of, params, config,
@@ -154,14 +162,18 @@ def _check_resume(config, ckpt, workdir: pathlib.Path, start: int,
 
 
 def train_and_evaluate(config, workdir, *, evaluate_at_end: bool = True,
-                       progress: bool = True, change_schedule: bool = False) -> TrainState:
+                       progress: bool = True, change_schedule: bool = False,
+                       stop_when=None) -> TrainState:
   """Train (resuming from ``workdir`` when it has a checkpoint), then evaluate.
 
   Runs on every device JAX sees, laid out by ``config.mesh``; with several
   processes (``jax.distributed``) every process calls it. Returns the final
   state (global arrays; for Gaussian sharding, still padded). A resume that
   would change the learning-rate schedule (``config_lib.SCHEDULE_FIELDS``)
-  raises ``ConfigError`` unless ``change_schedule``.
+  raises ``ConfigError`` unless ``change_schedule``. ``stop_when(step, val) ->
+  bool``, called after each validation with its metrics (``validate``), ends the
+  training at that step when it returns True (saved as the last step is; the
+  learning-rate schedule is the config's, as if the run went on).
   """
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -173,7 +185,8 @@ def train_and_evaluate(config, workdir, *, evaluate_at_end: bool = True,
       _check_resume(config, ckpt, workdir, start, change_schedule)
     scenes = _Scenes(config, progress and _is_main())
     layout = parallel.make_layout(config, len(scenes.ids), model)
-    host, tx, meta = _host_state(config, model, scenes, config.data.train_split)
+    host, tx, meta, init_s = _host_state(config, model, scenes, config.data.train_split,
+                                         fit=start is None)
     layout = layout.for_params(host.params)
     if start is not None:
       restored, _ = ckpt.restore(host, start, sharding=layout.replicated)
@@ -189,7 +202,7 @@ def train_and_evaluate(config, workdir, *, evaluate_at_end: bool = True,
     config_lib.save_config(config, workdir / "config.json")
   try:
     state = _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt,
-                        progress)
+                        progress, init_s, stop_when)
   finally:
     ckpt.close()
   if evaluate_at_end and _is_main():
@@ -201,28 +214,28 @@ def train_and_evaluate(config, workdir, *, evaluate_at_end: bool = True,
   return state
 
 
-def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, progress):
+def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, progress,
+                init_s: float, stop_when=None):
   """The training loop proper (see ``train_and_evaluate``); SystemExit(130)
   after a SIGTERM / Ctrl-C, once the state is saved. Train and validation rows
-  log ``train_s`` (``_TrainClock``)."""
+  log ``train_s`` (``_TrainClock``; a new run's clock starts at ``init_s``, the
+  seconds its initialisation took, logged as the ``init`` row of step 0)."""
   timer = _TrainClock()
-  train_split, eval_split = config.data.train_split, config.data.eval_split
   step = int(host.step)
   padded = layout.pad_state(host, tx)
   state = parallel.put_global(padded, layout.state_shardings(padded, tx))
   del host, padded
-  train_data = dataset.shard_clips(lambda i: scenes.split(i, train_split),
+  train_data = dataset.shard_clips(lambda i: scenes.split(i, config.data.train_split),
                                    len(scenes.ids), config, layout)
-  with timer.paused():
-    eval_data = [dataset.to_device(scenes.split(i, eval_split), c)
-                 for i, c in enumerate(scenes.configs)]
-
   step_fn = make_sampled_step(model, tx, config, layout, state, train_data)
-  predict = predict_lib.make_predict(model, config)
   params_of, to_save = _state_views(scenes, layout, tx)
   logger = Logger(workdir, resume_step=step)
-  timer.offset = logger.last_train_s
+  timer.offset = logger.last_train_s if step else init_s
+  if not step:
+    logger.write(0, {"init_s": init_s, "train_s": init_s}, prefix="init")
   total, log_every, eval_every, ckpt_every = _intervals(config)
+  validation = _Validation(config, model, scenes, params_of, to_save, meta, ckpt, logger,
+                           timer, stop_when)
 
   interrupted = {"flag": False}   # a SIGTERM / Ctrl-C seen by this process
   stop = False                    # agreed by every process: save and stop now
@@ -232,8 +245,11 @@ def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, pr
              disable=not (progress and _is_main()), dynamic_ncols=True)
   clock = (time.perf_counter(), step)
   pending = None  # the previous step's loss: counted on the bar once computed
+  done = False                    # stop_when said so: end here, as at the last step
+  if not step and eval_every > 0 and config.train.get("eval_at_start", False):
+    done = validation(0, state, bar)
   try:
-    while step < total and not stop:
+    while step < total and not stop and not done:
       state, m = step_fn(state, train_data)
       step += 1
       if pending is not None:  # one step in flight: the bar counts completed steps
@@ -246,17 +262,8 @@ def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, pr
         clock = _log_step(step, m, clock, scenes.ids, logger, bar, timer)
         stop = _agreed(interrupted["flag"])
       if eval_every > 0 and (step % eval_every == 0 or step == total):
-        train_s = timer.seconds(state.params)
-        with timer.paused():
-          val = _validate_all(model, scenes, eval_data, params_of, state.params, config,
-                              predict)
-          logger.write(step, {**val, "train_s": train_s}, prefix=eval_split)
-          ckpt.save(step, to_save(state), {**meta, "step": step, "val": val},
-                    score=val[best_metric_name(config)], best=True)
-          if _is_main():
-            bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()
-                                                   if "/scene_" not in k))
-      if step % ckpt_every == 0 or step == total:
+        done = validation(step, state, bar)
+      if step % ckpt_every == 0 or step == total or done:
         ckpt.save(step, to_save(state), {**meta, "step": step})
       if jax.process_count() == 1:
         stop = interrupted["flag"]
@@ -266,7 +273,7 @@ def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, pr
     if pending is not None:
       bar.update(1)
     bar.close()
-    if stop and step > (ckpt.latest_step() or 0):
+    if (stop or done) and (ckpt.latest_step() is None or step > ckpt.latest_step()):
       ckpt.save(step, to_save(state), {**meta, "step": step})
     ckpt.wait()
     logger.close()
@@ -281,6 +288,38 @@ def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, pr
             f"--workdir {workdir}", file=sys.stderr)
     raise SystemExit(130)
   return state
+
+
+class _Validation:
+  """Validation during training: ``__call__(step, state, bar)`` validates,
+  logs the metrics with ``train_s`` (outside the training clock), keeps the best
+  checkpoint (not step 0's) and returns whether ``stop_when(step, val)`` ends
+  the run."""
+
+  def __init__(self, config, model, scenes, params_of, to_save, meta, ckpt, logger,
+               timer, stop_when):
+    self.config, self.model, self.scenes, self.params_of = config, model, scenes, params_of
+    self.to_save, self.meta, self.ckpt, self.logger = to_save, meta, ckpt, logger
+    self.timer, self.stop_when = timer, stop_when
+    self.split = config.data.eval_split
+    with timer.paused():
+      self.data = [dataset.to_device(scenes.split(i, self.split), c)
+                   for i, c in enumerate(scenes.configs)]
+    self.predict = predict_lib.make_predict(model, config)
+
+  def __call__(self, step: int, state, bar) -> bool:
+    train_s = self.timer.seconds(state.params)
+    with self.timer.paused():
+      val = _validate_all(self.model, self.scenes, self.data, self.params_of, state.params,
+                          self.config, self.predict)
+      self.logger.write(step, {**val, "train_s": train_s}, prefix=self.split)
+      if step:
+        self.ckpt.save(step, self.to_save(state), {**self.meta, "step": step, "val": val},
+                       score=val[best_metric_name(self.config)], best=True)
+      if _is_main():
+        bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()
+                                               if "/scene_" not in k))
+    return self.stop_when is not None and bool(self.stop_when(step, val))
 
 
 def _intervals(config) -> tuple:

@@ -77,11 +77,14 @@ def make_optimizer(config, model, params) -> optax.GradientTransformation:
 
 
 def create_train_state(config, scene_info: SceneInfo, key: jax.Array,
-                       norm_factor: float = 1.0):
-  """Initial ``TrainState`` and its optimiser."""
+                       norm_factor: float = 1.0, scene=None):
+  """Initial ``TrainState`` and its optimiser; with the training split ``scene``
+  (``data.scene.SceneData``), the model's data-driven start (``RenderModel.fit``)."""
   model = get_model(config.model.name)
   k_init, k_train = jax.random.split(key)
   params = model.init(k_init, scene_info, config)
+  if scene is not None and model.fit is not None:
+    params = model.fit(params, scene, config)
   tx = make_optimizer(config, model, params)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
                      opt_state=tx.init(params), rng=jax.random.key_data(k_train),

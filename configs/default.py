@@ -73,6 +73,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.lr.network = 1e-3
   c.train.log_every = 50
   c.train.eval_every = 500
+  c.train.eval_at_start = False      # also validate the start (step 0), before any step
   c.train.checkpoint_every = 500
   c.train.keep = 3
 

@@ -22,6 +22,13 @@ The result (``time_to_quality``):
   ``final_eval``: the final evaluation's model metrics (``summary.json``);
 ``loadavg_after``: the host's load average after the run (another job on the
 machine slows the clock).
+
+``--ttq-compare`` also trains each scene from the constant start
+(``model.audiogs.init_fit = 0``, the start of the published method; the rest of
+the recipe unchanged) until it first beats every baseline (``stop_when``: its
+learning-rate schedule stays the full run's), right after the run with the
+configured start, and reports both times and their ratio (``comparison``);
+``--ttq-rooms`` adds the three benchmark rooms (``configs/bench_room_*.py``).
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ from audiogs_jax import checkpoint as ckpt_lib
 from audiogs_jax import config as config_lib
 
 METRICS = ("mag_avnerf", "mag_avcloud", "env", "lre")
+#: The benchmark rooms of ``--ttq-rooms`` (``configs/bench_room_<room>.py``).
+ROOMS = ("dry", "living", "hall")
 
 
 def _overall(block: dict) -> dict:
@@ -49,11 +58,14 @@ def _overall(block: dict) -> dict:
   return block.get("overall", block)
 
 
+def _rows(workdir: pathlib.Path) -> list:
+  return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
 def _val_rows(workdir: pathlib.Path, split: str) -> list:
   """``{"step", "train_s", metric: value}`` of the validation rows of ``metrics.jsonl``."""
-  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   return [{"step": r["step"], "train_s": r["train_s"], **{k: r[k] for k in METRICS}}
-          for r in rows if r.get("split") == split]
+          for r in _rows(workdir) if r.get("split") == split]
 
 
 def summarize_curve(curve: list, baselines: dict) -> dict:
@@ -79,50 +91,88 @@ def summarize_curve(curve: list, baselines: dict) -> dict:
 
 
 def time_to_quality(config, workdir=None, *, steps=None, eval_every: int = 50,
-                    progress: bool = False) -> dict:
+                    progress: bool = False, baselines=None) -> dict:
   """Train ``config`` (an ml_collections config; ``steps`` overrides
   ``train.steps``) into ``workdir`` (a new temporary directory when None),
-  validating every ``eval_every`` steps, as ``python -m audiogs_jax.train``
-  runs (tuned host allocator); returns the JSON section. The training's own
-  output goes to stderr (stdout is the benchmark's JSON)."""
+  validating at the start and every ``eval_every`` steps, as ``python -m
+  audiogs_jax.train`` runs (tuned host allocator); returns the JSON section. The
+  training's own output goes to stderr (stdout is the benchmark's JSON).
+
+  ``baselines`` (``{name: {metric: value}}``, from an earlier run on the same
+  scene): stop at the first validation that beats all of them and skip the final
+  evaluation (``mag99`` and ``final_eval`` are then None)."""
   config = config.copy_and_resolve_references()
   config.train.eval_every = int(eval_every)
+  config.train.eval_at_start = True
   config.eval.dpam = False
   if steps is not None:
     config.train.steps = int(steps)
   config_lib.check_config(config)
   ckpt_lib.quiet_absl()
   backend.tune_host_allocator()
+  stop_when = None
+  if baselines is not None:
+    best = {k: min(float(b[k]) for b in baselines.values()) for k in METRICS}
+    stop_when = lambda step, val: all(val[k] < best[k] for k in METRICS)
   with tempfile.TemporaryDirectory(prefix="ttq_") as tmp:
     wd = pathlib.Path(workdir) if workdir else pathlib.Path(tmp) / "workdir"
     if (wd / "metrics.jsonl").exists():
       raise ValueError(f"{wd}: holds a training run; time to quality needs a new workdir")
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):
-      training.train_and_evaluate(config, wd, progress=progress)
+      training.train_and_evaluate(config, wd, progress=progress, stop_when=stop_when,
+                                  evaluate_at_end=baselines is None)
     wall = time.perf_counter() - t0
     split = config.data.eval_split
     curve = _val_rows(wd, split)
-    summary = json.loads((wd / "eval" / split / "summary.json").read_text())
-  baselines = {b: {k: float(_overall(v)[k]) for k in METRICS}
-               for b, v in summary["baselines"].items()}
+    init_s = next((r["init_s"] for r in _rows(wd) if r.get("split") == "init"), None)
+    summary = (json.loads((wd / "eval" / split / "summary.json").read_text())
+               if baselines is None else None)
+  if summary is not None:
+    baselines = {b: {k: float(_overall(v)[k]) for k in METRICS}
+                 for b, v in summary["baselines"].items()}
   d = jax.devices()[0]
-  return {
+  out = {
       "mode": "time_to_quality", "device": f"{d.platform}:{d.device_kind}",
       "jax": jax.__version__, "config": str(config.name), "steps": int(config.train.steps),
       "batch_size": int(config.train.batch_size), "eval_every": int(eval_every),
+      "init_fit": int(config.model.audiogs.get("init_fit", 0) or 0), "init_s": init_s,
       "eval_split": split, "metrics": list(METRICS), "lower_is_better": True,
       "wall_s_total": wall, "loadavg_after": list(os.getloadavg()),
       "curve": curve, "baselines": baselines,
       **summarize_curve(curve, baselines),
-      "final_eval": {k: float(_overall(summary["model"])[k]) for k in METRICS},
+      "final_eval": (None if summary is None else
+                     {k: float(_overall(summary["model"])[k]) for k in METRICS}),
   }
+  if stop_when is not None:
+    out["mag99"] = None
+  return out
 
 
-def plot(result: dict, path) -> None:
+def compare(config, *, steps=None, eval_every: int = 50, progress: bool = False,
+            workdir=None) -> dict:
+  """The configured recipe, then the same from the constant start until it beats
+  every baseline: ``{"config", "fast", "constant", "speedup"}`` (``speedup``: the
+  ratio of their times to beat every baseline; None if the constant start never
+  did within the run). ``workdir``: keep the two runs' workdirs under it
+  (``<config>_fit``, ``<config>_constant``; temporary otherwise)."""
+  wd = lambda tag: None if workdir is None else pathlib.Path(workdir) / f"{config.name}_{tag}"
+  fast = time_to_quality(config, wd("fit"), steps=steps, eval_every=eval_every,
+                         progress=progress)
+  slow_config = config.copy_and_resolve_references()
+  slow_config.model.audiogs.init_fit = 0
+  slow = time_to_quality(slow_config, wd("constant"), steps=steps, eval_every=eval_every,
+                         progress=progress, baselines=fast["baselines"])
+  a, b = fast["beats_all"], slow["beats_all"]
+  return {"config": fast["config"], "fast": fast, "constant": slow,
+          "speedup": (b["train_s"] / a["train_s"]) if a and b else None}
+
+
+def plot(result: dict, path, constant=None) -> None:
   """Four panels (one per metric): AudioGS against ``train_s`` (steps on the top
   axis), the best baseline as a horizontal line, the first time it beats every
-  baseline as a vertical line."""
+  baseline as a vertical line; ``constant`` (a run from the constant start,
+  ``compare``) as a second curve."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -135,6 +185,13 @@ def plot(result: dict, path) -> None:
   fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
   for ax, k in zip(axes.ravel(), METRICS):
     ax.plot(t[1:-1], [r[k] for r in curve], "o-", ms=3, label="AudioGS")
+    if constant is not None:
+      ax.plot([r["train_s"] for r in constant["curve"]], [r[k] for r in constant["curve"]],
+              "s-", ms=3, color="tab:gray", label="AudioGS, constant start")
+      if constant["beats_all"] is not None:
+        ax.axvline(constant["beats_all"]["train_s"], color="tab:gray", ls=":",
+                   label=f"constant start beats all at "
+                         f"{constant['beats_all']['train_s']:.0f} s")
     best = result["best_baseline"][k]
     ax.axhline(best["value"], color="tab:red", ls="--", label=f"best baseline ({best['name']})")
     if result["beats_all"] is not None:
@@ -145,7 +202,8 @@ def plot(result: dict, path) -> None:
     ax.yaxis.set_major_formatter(ScalarFormatter())
     ax.yaxis.set_minor_formatter(ScalarFormatter())
     ax.tick_params(axis="y", which="both", labelsize=7)
-    ax.set_xlim(0, 1.02 * t[-2])
+    right = max([t[-2]] + ([constant["curve"][-1]["train_s"]] if constant else []))
+    ax.set_xlim(0, 1.02 * right)
     if np.all(np.diff(t) > 0):
       top = ax.secondary_xaxis("top", functions=(lambda x: np.interp(x, t, steps),
                                                  lambda s: np.interp(s, steps, t)))
@@ -169,16 +227,38 @@ def add_arguments(p) -> None:
   p.add_argument("--ttq-config", default=None, help="config file (default configs/default.py)")
   p.add_argument("--ttq-steps", type=int, default=None, help="default: the config's")
   p.add_argument("--ttq-eval-every", type=int, default=50, help="validate every N steps")
-  p.add_argument("--ttq-workdir", default=None, help="a new workdir (default: a temp dir)")
+  p.add_argument("--ttq-workdir", default=None,
+                 help="a new workdir (default: a temp dir); with --ttq-compare, a folder "
+                      "for every run's workdir")
+  p.add_argument("--ttq-compare", action="store_true",
+                 help="also train from the constant start until it beats every baseline")
+  p.add_argument("--ttq-rooms", action="store_true",
+                 help="with --ttq-compare: also the three benchmark rooms")
   p.add_argument("--plot", default=None, help="--time-to-quality: write the plot here (PNG)")
 
 
 def section(args, root: pathlib.Path) -> dict:
   """``{"time_to_quality": ...}`` of the parsed ``args``; the plot if asked."""
   path = args.ttq_config or root / "configs" / "default.py"
-  result = time_to_quality(config_lib.load_config_file(path), args.ttq_workdir,
-                           steps=args.ttq_steps, eval_every=args.ttq_eval_every,
-                           progress=True)
+  if not args.ttq_compare:
+    result = time_to_quality(config_lib.load_config_file(path), args.ttq_workdir,
+                             steps=args.ttq_steps, eval_every=args.ttq_eval_every,
+                             progress=True)
+    if args.plot:
+      plot(result, args.plot)
+    return {"time_to_quality": result}
+  paths = [path] + ([root / "configs" / f"bench_room_{r}.py" for r in ROOMS]
+                    if args.ttq_rooms else [])
+  rows = [compare(config_lib.load_config_file(p), steps=args.ttq_steps,
+                  eval_every=args.ttq_eval_every, progress=True, workdir=args.ttq_workdir)
+          for p in paths]
   if args.plot:
-    plot(result, args.plot)
-  return {"time_to_quality": result}
+    plot(rows[0]["fast"], args.plot, constant=rows[0]["constant"])
+  summary = [{"config": r["config"], "speedup": r["speedup"],
+              **{f"{k}_beats_all_s": (r[k]["beats_all"] or {}).get("train_s")
+                 for k in ("fast", "constant")},
+              **{f"{k}_beats_all_step": (r[k]["beats_all"] or {}).get("step")
+                 for k in ("fast", "constant")},
+              "fast_final": r["fast"]["final"], "fast_mag99_s": r["fast"]["mag99"]["train_s"]}
+             for r in rows]
+  return {"time_to_quality": rows[0]["fast"], "comparison": summary, "runs": rows}

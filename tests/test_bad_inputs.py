@@ -233,6 +233,8 @@ CASES: list[tuple[str, Callable, Callable[[Ctx], list], tuple]] = [
      ("--config.train.batch_size", "positive")),
     ("unknown-schedule", T, lambda c: c.train_smoke("--config.train.schedule=linear"),
      ("--config.train.schedule", "'linear'")),
+    ("fit-without-relu", T, lambda c: c.train_smoke("--config.model.audiogs.activation=softplus"),
+     ("--config.model.audiogs.init_fit", "relu")),
     ("override-without-value", T, lambda c: c.train_smoke() + ["--config.train.steps"],
      ("--config.train.steps", "needs a value")),
     ("missing-config-file", T,

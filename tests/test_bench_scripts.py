@@ -47,13 +47,18 @@ def bench_ttq():
 
 
 def test_time_to_quality_record(bench_ttq, smoke, jax_compile_cache, tmp_path):
-  """A 4-step smoke run validated every 2 steps: the curve, the best baselines
-  and the times derived from them are consistent; the plot is written."""
+  """A 4-step smoke run validated at the start and every 2 steps: the curve, the
+  best baselines and the times derived from them are consistent; the plot is
+  written."""
   r = bench_ttq.time_to_quality(smoke.config(), tmp_path / "wd", steps=4, eval_every=2)
   curve = r["curve"]
-  assert [c["step"] for c in curve] == [2, 4]
+  assert [c["step"] for c in curve] == [0, 2, 4]
   times = [c["train_s"] for c in curve]
   assert all(t > 0 for t in times) and times == sorted(times)
+  # The step-0 row is the fitted start: its clock holds the initialisation and the
+  # loop's setup.
+  assert r["init_fit"] == smoke.config().model.audiogs.init_fit > 0
+  assert 0 < r["init_s"] <= times[0]
   for k in bench_ttq.METRICS:
     assert r["best_baseline"][k]["value"] == min(b[k] for b in r["baselines"].values())
     assert r["final"][k] == curve[-1][k]
@@ -66,6 +71,27 @@ def test_time_to_quality_record(bench_ttq, smoke, jax_compile_cache, tmp_path):
   assert r["final_train_s"] == times[-1] and r["final_step"] == 4
   bench_ttq.plot(r, tmp_path / "ttq.png")
   assert (tmp_path / "ttq.png").stat().st_size > 0
+
+
+def test_compare_stops_the_constant_start_once_it_beats_every_baseline(bench_ttq, smoke,
+                                                                       jax_compile_cache):
+  """``compare``: the configured (fitted) start, then the constant start against the
+  first run's baselines, stopped at its first validation below all of them (or run
+  to the end); the speed-up is the ratio of the two times."""
+  out = bench_ttq.compare(smoke.config(), steps=6, eval_every=2)
+  fast, slow = out["fast"], out["constant"]
+  assert fast["init_fit"] == smoke.config().model.audiogs.init_fit > 0
+  assert slow["init_fit"] == 0
+  assert slow["baselines"] == fast["baselines"] and slow["final_eval"] is None
+  steps = [c["step"] for c in slow["curve"]]
+  if slow["beats_all"] is None:
+    assert steps == [0, 2, 4, 6] and out["speedup"] is None
+  else:
+    assert steps[-1] == slow["beats_all"]["step"]     # stopped there
+    if fast["beats_all"] is not None:
+      assert out["speedup"] == pytest.approx(
+          slow["beats_all"]["train_s"] / fast["beats_all"]["train_s"])
+  assert fast["curve"][0]["mag_avnerf"] < slow["curve"][0]["mag_avnerf"]
 
 
 def test_summarize_curve_picks_first_time_below_every_baseline(bench_ttq):

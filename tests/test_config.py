@@ -180,7 +180,7 @@ def test_format1_config_loads_into_format2_layout(cfg, tmp_path):
   path.write_text(json.dumps(_format1(cfg), indent=2))
   back = config_lib.load_saved_config(path)
   # The format-2 layout: the current config's fields, no loss / eval.checkpoint.
-  assert config_lib.CONFIG_FORMAT == 3
+  assert config_lib.CONFIG_FORMAT == 4
   assert "loss" not in back and "checkpoint" not in back.eval
   expected = config_lib.load_config_file("configs/smoke.py")
   expected.model.name, expected.model.n_fft, expected.model.hop_length = "audiogs", 256, 64
@@ -190,6 +190,7 @@ def test_format1_config_loads_into_format2_layout(cfg, tmp_path):
   expected.model.audio3dgs_unet.init_spread = _V1_AUDIOGS["init_spread"]
   expected.model.audiogs.tail_frames = 0          # trained before the tail existed
   expected.model.audiogs.tail_init_rt60 = 0.5     # the tail's start before the estimate
+  expected.model.audiogs.init_fit = 0             # trained from the constant start
   assert back.to_dict() == expected.to_dict()
   # ... the same values, and the types of the fresh config (overrides still cast).
   assert back.model.audiogs.sh_degree == 3 and back.model.audiogs.phase_weight == 0.3
@@ -202,9 +203,9 @@ def test_format1_config_loads_into_format2_layout(cfg, tmp_path):
   rc = audiogs.render_config(back)
   assert (rc.n_fft, rc.hop_length, rc.activation, rc.itd_model, rc.metres_per_unit,
           rc.fast_math) == (256, 64, "softplus", "woodworth", 2.0, False)
-  # Saved again, it is format 3 and loads unchanged.
+  # Saved again, it is format 4 and loads unchanged.
   config_lib.save_config(back, tmp_path / "again.json")
-  assert json.loads((tmp_path / "again.json").read_text())["_format"] == 3
+  assert json.loads((tmp_path / "again.json").read_text())["_format"] == 4
   assert config_lib.load_saved_config(tmp_path / "again.json").to_dict() == back.to_dict()
 
 
@@ -229,9 +230,10 @@ def test_format2_config_loads_without_a_tail(cfg, tmp_path):
   the tail's other defaults and its learning rate; its other values unchanged."""
   data = json.loads(json.dumps(cfg.to_dict()))
   for k in ("tail_frames", "tail_mode", "tail_coherence", "tail_init_rt60",
-            "tail_init_level"):
+            "tail_init_level", "init_fit", "init_fit_ridge"):
     data["model"]["audiogs"].pop(k)
   data["train"]["lr"].pop("tail")
+  data["train"].pop("eval_at_start")
   data["model"]["audiogs"]["sh_degree"] = 1
   data["_format"] = 2
   path = tmp_path / "config.json"
@@ -240,5 +242,29 @@ def test_format2_config_loads_without_a_tail(cfg, tmp_path):
   assert back.model.audiogs.tail_frames == 0 and back.model.audiogs.sh_degree == 1
   assert back.train.lr.tail == cfg.train.lr.tail
   expected = json.loads(json.dumps(cfg.to_dict()))
-  expected["model"]["audiogs"].update(tail_frames=0, tail_init_rt60=0.5, sh_degree=1)
+  expected["model"]["audiogs"].update(tail_frames=0, tail_init_rt60=0.5, sh_degree=1,
+                                      init_fit=0)
   assert json.loads(json.dumps(back.to_dict())) == expected
+
+
+def test_format3_config_loads_with_the_constant_start(cfg, tmp_path):
+  """A format-3 config (before the closed-form start) loads with ``init_fit = 0``
+  (it trained from the constant start) and no step-0 validation; the rest as
+  saved, and it can be overridden like a fresh config."""
+  data = json.loads(json.dumps(cfg.to_dict()))
+  for k in ("init_fit", "init_fit_ridge"):
+    data["model"]["audiogs"].pop(k)
+  data["train"].pop("eval_at_start")
+  data["model"]["audiogs"]["sh_degree"] = 1
+  data["_format"] = 3
+  path = tmp_path / "config.json"
+  path.write_text(json.dumps(data))
+  back = config_lib.load_saved_config(path)
+  assert cfg.model.audiogs.init_fit > 0
+  assert back.model.audiogs.init_fit == 0 and back.train.eval_at_start is False
+  assert back.model.audiogs.init_fit_ridge == cfg.model.audiogs.init_fit_ridge
+  expected = json.loads(json.dumps(cfg.to_dict()))
+  expected["model"]["audiogs"].update(init_fit=0, sh_degree=1)
+  assert json.loads(json.dumps(back.to_dict())) == expected
+  config_lib.apply_overrides(back, {"model.audiogs.init_fit": "3"})
+  assert back.model.audiogs.init_fit == 3

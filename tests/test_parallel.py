@@ -353,7 +353,8 @@ def test_two_process_training_checkpoint_restores_in_one_process(
   other = (logs / "process_1.log").read_text()
   assert "evaluate with" not in other              # only process 0 prints
   recs = [json.loads(l) for l in (wd / "metrics.jsonl").read_text().splitlines()]
-  assert [x["step"] for x in recs] == list(range(1, STEPS + 1))   # logged once
+  assert [(x["step"], x["split"]) for x in recs] == (            # logged once
+      [(0, "init")] + [(s, "train") for s in range(1, STEPS + 1)])
   assert sorted(p.name for p in (wd / "checkpoints").iterdir()) == [str(STEPS)]
 
   config, model, params, meta = workdir_lib.load_trained(wd)

@@ -11,9 +11,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from audiogs_jax import localize, reverb
+from audiogs_jax import dataset, localize, reverb
+from audiogs_jax.config import ConfigError
 from audiogs_jax import losses
 from audiogs_jax import renderer
+from audiogs_jax.renderer import fit as fit_lib
 from audiogs_jax.gaussians import GaussianGrid, Tail, from_grid, init_gaussians, to_grid
 from audiogs_jax.renderer import tail as tail_lib
 from audiogs_jax.models.base import RenderModel, SceneInfo, fields_of
@@ -37,6 +39,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.init_position = "itd"             # itd (source estimated from ITDs) | listeners (centroid)
   c.init_spread = 0.05                # scene units around init_position
   c.init_gain = 1.0
+  # The closed-form start (renderer.fit): SH coefficients and tail levels fitted by
+  # least squares to the training clips before the first step; 0: the constant start.
+  c.init_fit = 2                      # alternations of the coefficient and tail fits
+  c.init_fit_ridge = 0.01             # ridge toward the constant start (renderer.fit)
   c.head_radius = 0.0875              # metres
   c.speed_of_sound = 343.0
   c.r0 = 1.0
@@ -165,6 +171,26 @@ def _tail_init_rt60(scene: SceneInfo, config) -> float:
   return float(scene.rt60_estimate) if scene.rt60_estimate else 0.5
 
 
+def fit(params: GaussianGrid, scene, config) -> GaussianGrid:
+  """The closed-form start (``renderer.fit.start``) of ``params`` on the training
+  split ``scene`` (``data.scene.SceneData``), ``model.audiogs.init_fit``
+  alternations; ``params`` as they are when that is 0."""
+  m = fields_of(config, NAME)
+  iterations = int(m.get("init_fit", 0) or 0)
+  if iterations < 0:
+    raise ConfigError(f"--config.model.audiogs.init_fit={iterations}: must be >= 0")
+  if not iterations:
+    return params
+  if m.activation != "relu":
+    raise ConfigError(f"--config.model.audiogs.init_fit={iterations} (the closed-form "
+                      f"start) needs activation=relu, got {m.activation!r}: set "
+                      "--config.model.audiogs.init_fit=0")
+  data = dataset.to_device(scene, config)
+  return fit_lib.start(params, data.poses, data.source_tf, data.target_tf,
+                       render_config(config), iterations=iterations,
+                       ridge=float(m.get("init_fit_ridge", 0.01)))
+
+
 def render(params: GaussianGrid, poses, source_tf, config):
   return renderer.render(params, poses, source_tf, render_config(config))
 
@@ -241,4 +267,4 @@ MODEL = RenderModel(name=NAME, label="AudioGS", init=init, render=render, loss=l
                     labels=labels, positions=positions, energy=energy,
                     default_config=default_config, scene_extras=scene_extras,
                     gaussian_axes=gaussian_axes, stream_fields=stream_fields,
-                    render_parts=render_parts)
+                    render_parts=render_parts, fit=fit)
