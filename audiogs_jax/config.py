@@ -19,7 +19,7 @@ import importlib.util
 import json
 import pathlib
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 import ml_collections
 
@@ -313,7 +313,7 @@ def _tuplify(x):
   return x
 
 
-def error_exit(msg: str) -> "NoReturn":  # noqa: F821
+def error_exit(msg: str) -> NoReturn:
   """``error: msg`` as one line on stderr, exit status 2."""
   print(f"error: {' '.join(str(msg).split())}", file=sys.stderr)
   raise SystemExit(2)

@@ -10,4 +10,5 @@ def get_config():
   c.name, c.workdir = "audio3dgs_smoke", "runs/audio3dgs_smoke"
   c.model.name = "audio3dgs_unet"
   c.model.audio3dgs_unet.update(unet_width=4, unet_levels=4)
+  c.train.lr.sh = 5e-3               # as configs/audio3dgs_unet.py
   return c

@@ -23,4 +23,5 @@ def get_config():
   c.train.batch_size = 4
   c.train.steps = 2000
   c.train.lr.network = 1e-3
+  c.train.lr.sh = 5e-3               # its SH start is constant, not fitted
   return c

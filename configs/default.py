@@ -64,7 +64,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.frame_roll = False         # augmentation: roll clips' frames (see dataset.sample_batch)
   c.train.lr = ml_collections.ConfigDict()
   c.train.lr.xyz = 1e-3
-  c.train.lr.sh = 5e-3
+  c.train.lr.sh = 2e-3               # AudioGS: low, its SH start is fitted (init_fit)
   c.train.lr.decay = 1e-2
   c.train.lr.phase = 1e-2
   c.train.lr.log_scale = 1e-3

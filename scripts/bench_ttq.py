@@ -23,9 +23,9 @@ The result (``time_to_quality``):
 ``loadavg_after``: the host's load average after the run (another job on the
 machine slows the clock).
 
-``--ttq-compare`` also trains each scene from the constant start
-(``model.audiogs.init_fit = 0``, the start of the published method; the rest of
-the recipe unchanged) until it first beats every baseline (``stop_when``: its
+``--ttq-compare`` also trains each scene with the previous recipe
+(``PREVIOUS_RECIPE``: the constant start of the published method,
+``model.audiogs.init_fit = 0``, and its SH learning rate; the rest unchanged) until it first beats every baseline (``stop_when``: its
 learning-rate schedule stays the full run's), right after the run with the
 configured start, and reports both times and their ratio (``comparison``);
 ``--ttq-rooms`` adds the three benchmark rooms (``configs/bench_room_*.py``).
@@ -49,6 +49,9 @@ from audiogs_jax import checkpoint as ckpt_lib
 from audiogs_jax import config as config_lib
 
 METRICS = ("mag_avnerf", "mag_avcloud", "env", "lre")
+#: The recipe before the closed-form start (``--ttq-compare``'s "constant" run):
+#: ``{config field: value}`` on top of the configured recipe.
+PREVIOUS_RECIPE = {"model.audiogs.init_fit": 0, "train.lr.sh": 5e-3}
 #: The benchmark rooms of ``--ttq-rooms`` (``configs/bench_room_<room>.py``).
 ROOMS = ("dry", "living", "hall")
 
@@ -151,16 +154,16 @@ def time_to_quality(config, workdir=None, *, steps=None, eval_every: int = 50,
 
 def compare(config, *, steps=None, eval_every: int = 50, progress: bool = False,
             workdir=None) -> dict:
-  """The configured recipe, then the same from the constant start until it beats
-  every baseline: ``{"config", "fast", "constant", "speedup"}`` (``speedup``: the
+  """The configured recipe, then the previous one (``PREVIOUS_RECIPE``: the
+  constant start) until it beats every baseline: ``{"config", "fast", "constant", "speedup"}`` (``speedup``: the
   ratio of their times to beat every baseline; None if the constant start never
   did within the run). ``workdir``: keep the two runs' workdirs under it
   (``<config>_fit``, ``<config>_constant``; temporary otherwise)."""
   wd = lambda tag: None if workdir is None else pathlib.Path(workdir) / f"{config.name}_{tag}"
   fast = time_to_quality(config, wd("fit"), steps=steps, eval_every=eval_every,
                          progress=progress)
-  slow_config = config.copy_and_resolve_references()
-  slow_config.model.audiogs.init_fit = 0
+  slow_config = config_lib.apply_overrides(config.copy_and_resolve_references(),
+                                          {k: str(v) for k, v in PREVIOUS_RECIPE.items()})
   slow = time_to_quality(slow_config, wd("constant"), steps=steps, eval_every=eval_every,
                          progress=progress, baselines=fast["baselines"])
   a, b = fast["beats_all"], slow["beats_all"]

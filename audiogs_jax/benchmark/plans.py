@@ -53,7 +53,8 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("sh3", "SH degree 3", {"model.audiogs.sh_degree": "3"}),
     Variant("audio3dgs_unet", "Audio 3DGS (U-Net)",
             {"model.name": "audio3dgs_unet",
-             "model.audio3dgs_unet.init_spread": "0.3"}, unet=True),
+             "model.audio3dgs_unet.init_spread": "0.3", "train.lr.sh": "5e-3"},
+            unet=True),
 ]}
 #: The full model has SH degree 2 and a 128-frame reverberant tail (configs/default.py):
 #: it is the "SH degree 2" row; "paper" is the published renderer (no tail).
