@@ -6,7 +6,7 @@
     python scripts/bench.py --scaling [--quick]  # train step vs devices, batch, clip length
     python scripts/bench.py --stream [--stream-workdir DIR]   # streaming step only
     python scripts/bench.py --time-to-quality [--plot ttq.png]  # metrics vs training time
-    python scripts/bench.py --time-to-quality --ttq-compare --ttq-rooms  # vs the constant start
+    python scripts/bench.py --time-to-quality --ttq-compare --ttq-rooms  # vs the previous recipe
     python scripts/bench.py --tail [--quick]     # the reverberant tail's cost
 
 ``stream``: the streaming renderer's step (``audiogs_jax.stream``) per block
@@ -18,8 +18,9 @@ renderer's (``scripts/bench_stream.py``). Included in the default run.
 ``--time-to-quality``: one training run of ``--ttq-config`` (default
 ``configs/default.py``), validation MAG (both protocols), ENV and LRE against
 training seconds and steps, the best baseline's values, and when AudioGS first
-beats them all (``scripts/bench_ttq.py``); ``--ttq-compare`` also trains from the
-constant start (the published method's) until it beats them, ``--ttq-rooms`` on the
+beats them all (``scripts/bench_ttq.py``); ``--ttq-compare`` also trains with the
+previous recipe (the constant start of the published method) until it beats them,
+``--ttq-rooms`` on the
 three benchmark rooms too.
 
 ``tail``: the train step and the render with and without the reverberant tail

@@ -25,15 +25,19 @@ machine slows the clock).
 
 ``--ttq-compare`` also trains each scene with the previous recipe
 (``PREVIOUS_RECIPE``: the constant start of the published method,
-``model.audiogs.init_fit = 0``, and its SH learning rate; the rest unchanged) until it first beats every baseline (``stop_when``: its
-learning-rate schedule stays the full run's), right after the run with the
-configured start, and reports both times and their ratio (``comparison``);
-``--ttq-rooms`` adds the three benchmark rooms (``configs/bench_room_*.py``).
+``model.audiogs.init_fit = 0``, and its SH learning rate; the rest unchanged)
+until it first beats every baseline (``stop_when``: its learning-rate schedule
+stays the full run's), right after the run with the configured start, each run
+in a fresh process (``isolated``), and reports both times and their ratio
+(``comparison``); ``--ttq-rooms`` adds the three benchmark rooms
+(``configs/bench_room_*.py``).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import multiprocessing
 import json
 import os
 import pathlib
@@ -152,6 +156,15 @@ def time_to_quality(config, workdir=None, *, steps=None, eval_every: int = 50,
   return out
 
 
+def isolated(fn, *args, **kwargs):
+  """``fn(*args, **kwargs)`` in a fresh Python process (spawned): each recipe pays
+  its own JAX start-up and compilations, as a user's run does, instead of the
+  second one reusing what the first compiled."""
+  ctx = multiprocessing.get_context("spawn")
+  with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+    return pool.submit(fn, *args, **kwargs).result()
+
+
 def compare(config, *, steps=None, eval_every: int = 50, progress: bool = False,
             workdir=None) -> dict:
   """The configured recipe, then the previous one (``PREVIOUS_RECIPE``: the
@@ -160,12 +173,12 @@ def compare(config, *, steps=None, eval_every: int = 50, progress: bool = False,
   did within the run). ``workdir``: keep the two runs' workdirs under it
   (``<config>_fit``, ``<config>_constant``; temporary otherwise)."""
   wd = lambda tag: None if workdir is None else pathlib.Path(workdir) / f"{config.name}_{tag}"
-  fast = time_to_quality(config, wd("fit"), steps=steps, eval_every=eval_every,
-                         progress=progress)
+  fast = isolated(time_to_quality, config, wd("fit"), steps=steps, eval_every=eval_every,
+                  progress=progress)
   slow_config = config_lib.apply_overrides(config.copy_and_resolve_references(),
                                           {k: str(v) for k, v in PREVIOUS_RECIPE.items()})
-  slow = time_to_quality(slow_config, wd("constant"), steps=steps, eval_every=eval_every,
-                         progress=progress, baselines=fast["baselines"])
+  slow = isolated(time_to_quality, slow_config, wd("constant"), steps=steps,
+                  eval_every=eval_every, progress=progress, baselines=fast["baselines"])
   a, b = fast["beats_all"], slow["beats_all"]
   return {"config": fast["config"], "fast": fast, "constant": slow,
           "speedup": (b["train_s"] / a["train_s"]) if a and b else None}
@@ -234,7 +247,8 @@ def add_arguments(p) -> None:
                  help="a new workdir (default: a temp dir); with --ttq-compare, a folder "
                       "for every run's workdir")
   p.add_argument("--ttq-compare", action="store_true",
-                 help="also train from the constant start until it beats every baseline")
+                 help="also train with the previous recipe (constant start) until it "
+                      "beats every baseline")
   p.add_argument("--ttq-rooms", action="store_true",
                  help="with --ttq-compare: also the three benchmark rooms")
   p.add_argument("--plot", default=None, help="--time-to-quality: write the plot here (PNG)")
