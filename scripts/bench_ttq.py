@@ -168,9 +168,9 @@ def isolated(fn, *args, **kwargs):
 def compare(config, *, steps=None, eval_every: int = 50, progress: bool = False,
             workdir=None) -> dict:
   """The configured recipe, then the previous one (``PREVIOUS_RECIPE``: the
-  constant start) until it beats every baseline: ``{"config", "fast", "constant", "speedup"}`` (``speedup``: the
-  ratio of their times to beat every baseline; None if the constant start never
-  did within the run). ``workdir``: keep the two runs' workdirs under it
+  constant start) until it beats every baseline: ``{"config", "fast", "constant",
+  "speedup"}`` (``speedup``: the ratio of their times to beat every baseline; None
+  if the previous recipe never did within the run). ``workdir``: keep the two runs' workdirs under it
   (``<config>_fit``, ``<config>_constant``; temporary otherwise)."""
   wd = lambda tag: None if workdir is None else pathlib.Path(workdir) / f"{config.name}_{tag}"
   fast = isolated(time_to_quality, config, wd("fit"), steps=steps, eval_every=eval_every,
@@ -187,7 +187,7 @@ def compare(config, *, steps=None, eval_every: int = 50, progress: bool = False,
 def plot(result: dict, path, constant=None) -> None:
   """Four panels (one per metric): AudioGS against ``train_s`` (steps on the top
   axis), the best baseline as a horizontal line, the first time it beats every
-  baseline as a vertical line; ``constant`` (a run from the constant start,
+  baseline as a vertical line; ``constant`` (a run of the previous recipe,
   ``compare``) as a second curve."""
   import matplotlib
   matplotlib.use("Agg")
@@ -203,10 +203,10 @@ def plot(result: dict, path, constant=None) -> None:
     ax.plot(t[1:-1], [r[k] for r in curve], "o-", ms=3, label="AudioGS")
     if constant is not None:
       ax.plot([r["train_s"] for r in constant["curve"]], [r[k] for r in constant["curve"]],
-              "s-", ms=3, color="tab:gray", label="AudioGS, constant start")
+              "s-", ms=3, color="tab:gray", label="AudioGS, previous recipe")
       if constant["beats_all"] is not None:
         ax.axvline(constant["beats_all"]["train_s"], color="tab:gray", ls=":",
-                   label=f"constant start beats all at "
+                   label=f"previous recipe beats all at "
                          f"{constant['beats_all']['train_s']:.0f} s")
     best = result["best_baseline"][k]
     ax.axhline(best["value"], color="tab:red", ls="--", label=f"best baseline ({best['name']})")
