@@ -30,6 +30,7 @@ import pytest
 import soundfile as sf
 
 from audiogs_jax import evaluate, render as render_cli, train
+from audiogs_jax.config import CONFIG_FORMAT
 from audiogs_jax.data import synth
 from audiogs_jax.data.trajectory import head_pose
 
@@ -394,7 +395,8 @@ CASES: list[tuple[str, Callable, Callable[[Ctx], list], tuple]] = [
      ("wd/checkpoints", "model.name in", "config.json", "an 'audiogs' model",
       "'audio3dgs_unet'")),
     ("evaluate-newer-format", E, lambda c: ["--workdir", str(c.edit_config(
-        c.copy_tiny(), lambda d: d.update(_format=4)))], ("config.json", "format 4")),
+        c.copy_tiny(), lambda d: d.update(_format=CONFIG_FORMAT + 1)))],
+     ("config.json", f"format {CONFIG_FORMAT + 1}")),
     ("evaluate-config-not-object", E, lambda c: ["--workdir", str(_with_config(
         c.copy_tiny(), "[1, 2]"))], ("config.json", "JSON object")),
     ("evaluate-no-best", E, lambda c: ["--workdir", str(c.tiny), "--checkpoint", "best"],
