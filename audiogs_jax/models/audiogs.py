@@ -42,7 +42,7 @@ def default_config() -> ml_collections.ConfigDict:
   # The closed-form start (renderer.fit): SH coefficients and tail levels fitted by
   # least squares to the training clips before the first step; 0: the constant start.
   c.init_fit = 3                      # alternations of the coefficient and tail fits
-  c.init_fit_ridge = 0.01             # ridge toward the constant start (renderer.fit)
+  c.init_fit_ridge = 0.01             # ridge toward the omnidirectional fit (renderer.fit)
   c.head_radius = 0.0875              # metres
   c.speed_of_sound = 343.0
   c.r0 = 1.0
