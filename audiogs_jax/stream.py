@@ -29,15 +29,18 @@ A per-frame model in a stream. AudioGS holds a Gaussian per (frequency bin,
 frame of the training clip); an endless stream has no clip frames, so every
 frame of the stream gets one gain per bin:
 
-- ``gain_mode="gain_mean"`` (default): the complex gains of the ``T x F``
+- ``gain_mode="gain_mean"``: the complex gains of the ``T x F``
   Gaussians rendered at the pose and averaged over the T frames: the clip
   renderer's gain, averaged in time. ``frame_stride = s`` averages every s-th
   frame only (s times less work per pose change; default 4, ``1`` for all).
-- ``gain_mode="param_mean"``: the Gaussians of each bin averaged over the
+- ``gain_mode="param_mean"`` (default): the Gaussians of each bin averaged over the
   clip's frames once (positions, SH coefficients, decay exponents; the learned
   phase by its circular mean), then rendered
   at the pose: F Gaussians per pose change, but the average of the positions
   is not where the frames' Gaussians are, so near them it is a different field.
+  Which of the two is closer to the recordings depends on the model (README,
+  "Listen to it"); the default is the one that keeps a moving head real-time
+  with the reverberant tail.
 
 Audio 3DGS cannot stream: its U-Net maps the magnitude spectrogram of a whole
 clip (every frame to every frame through its receptive field), so a block of a
@@ -89,7 +92,7 @@ class StreamConfig:
   """
   render: renderer.RenderConfig
   block: int = 256
-  gain_mode: str = "gain_mean"
+  gain_mode: str = "param_mean"
   frame_stride: int = 4
 
   def __post_init__(self):
@@ -296,7 +299,7 @@ def _f32(x):
 
 
 def load_streamer(workdir, *, which: str = "latest", scene: Optional[str] = None,
-                  block: int = 256, gain_mode: str = "gain_mean",
+                  block: int = 256, gain_mode: str = "param_mean",
                   frame_stride: int = 4) -> Streamer:
   """A ``Streamer`` of a training workdir (``workdir.load_trained``).
   Raises ``CheckpointError``/``ConfigError`` for a bad workdir, ``StreamError``

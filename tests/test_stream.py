@@ -80,7 +80,9 @@ def test_static_stream_is_the_offline_stft_filter_delayed(block):
   lat = stream.latency_samples(cfg)
   assert lat == NFFT - HOP
   lo, hi = NFFT, x.size - NFFT
-  np.testing.assert_allclose(y[:, lo + lat:hi], ref[:, lo:hi - lat], atol=2e-5, rtol=0)
+  # float32 rounding of two FFT filters: 1e-5 of the signal's peak
+  np.testing.assert_allclose(y[:, lo + lat:hi], ref[:, lo:hi - lat],
+                             atol=1e-5 * np.abs(ref).max(), rtol=0)
 
 
 def test_source_on_the_left_is_louder_in_the_left_ear_by_the_attenuation_law():

@@ -98,7 +98,7 @@ def _room(meta: dict, view: stream.TopView) -> Optional[list]:
   return [[float(lo[a]), float(lo[b])], [float(hi[a]), float(hi[b])]]
 
 
-def load(workdirs, *, which="latest", scene=None, block=256, gain_mode="gain_mean",
+def load(workdirs, *, which="latest", scene=None, block=256, gain_mode="param_mean",
          frame_stride=4) -> ListenState:
   """Restore the models of ``workdirs`` (one or two) and the first one's scene."""
   models = []

@@ -27,10 +27,12 @@ def _parser() -> argparse.ArgumentParser:
                  help="the scene to serve, for a multi-scene workdir (required there)")
   p.add_argument("--block", type=int, default=256,
                  help="samples per streamed block, a multiple of the STFT hop (256)")
-  p.add_argument("--gain-mode", default="gain_mean", choices=("gain_mean", "param_mean"),
-                 help="how the per-frame model gives one gain per bin (audiogs_jax.stream)")
+  p.add_argument("--gain-mode", default="param_mean", choices=("param_mean", "gain_mean"),
+                 help="how the per-frame model gives one gain per bin (audiogs_jax.stream): "
+                      "param_mean (default) averages each bin's Gaussians over the frames, "
+                      "gain_mean their gains at the pose")
   p.add_argument("--frame-stride", type=int, default=4,
-                 help="average the gains of every n-th clip frame (4; 1: all frames)")
+                 help="gain_mean: average the gains of every n-th clip frame (4; 1: all)")
   return p
 
 
