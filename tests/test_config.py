@@ -225,20 +225,29 @@ def test_format1_config_without_later_fields_gets_their_old_meaning(cfg, tmp_pat
   assert config_lib.migrate(data, 1)["model"]["audiogs"]["itd_model"] == "straight"
 
 
+def _load_older(cfg, tmp_path, fmt: int, drop_model: tuple, drop_lr: tuple = ()):
+  """``cfg`` saved as a format-``fmt`` file (without the AudioGS fields ``drop_model``,
+  the learning rates ``drop_lr`` and everything format 4 added; ``sh_degree`` 1 as a
+  saved value to keep) and loaded back."""
+  data = json.loads(json.dumps(cfg.to_dict()))
+  for k in drop_model + ("init_fit", "init_fit_ridge"):     # format 4's fields
+    data["model"]["audiogs"].pop(k)
+  for k in drop_lr:
+    data["train"]["lr"].pop(k)
+  data["train"].pop("eval_at_start")
+  data["model"]["audiogs"]["sh_degree"] = 1
+  data["_format"] = fmt
+  path = tmp_path / "config.json"
+  path.write_text(json.dumps(data))
+  return config_lib.load_saved_config(path)
+
+
 def test_format2_config_loads_without_a_tail(cfg, tmp_path):
   """A format-2 config (before the reverberant tail) loads with ``tail_frames = 0``,
   the tail's other defaults and its learning rate; its other values unchanged."""
-  data = json.loads(json.dumps(cfg.to_dict()))
-  for k in ("tail_frames", "tail_mode", "tail_coherence", "tail_init_rt60",
-            "tail_init_level", "init_fit", "init_fit_ridge"):
-    data["model"]["audiogs"].pop(k)
-  data["train"]["lr"].pop("tail")
-  data["train"].pop("eval_at_start")
-  data["model"]["audiogs"]["sh_degree"] = 1
-  data["_format"] = 2
-  path = tmp_path / "config.json"
-  path.write_text(json.dumps(data))
-  back = config_lib.load_saved_config(path)
+  back = _load_older(cfg, tmp_path, 2, ("tail_frames", "tail_mode", "tail_coherence",
+                                         "tail_init_rt60", "tail_init_level"),
+                     drop_lr=("tail",))
   assert back.model.audiogs.tail_frames == 0 and back.model.audiogs.sh_degree == 1
   assert back.train.lr.tail == cfg.train.lr.tail
   expected = json.loads(json.dumps(cfg.to_dict()))
@@ -251,15 +260,7 @@ def test_format3_config_loads_with_the_constant_start(cfg, tmp_path):
   """A format-3 config (before the closed-form start) loads with ``init_fit = 0``
   (it trained from the constant start) and no step-0 validation; the rest as
   saved, and it can be overridden like a fresh config."""
-  data = json.loads(json.dumps(cfg.to_dict()))
-  for k in ("init_fit", "init_fit_ridge"):
-    data["model"]["audiogs"].pop(k)
-  data["train"].pop("eval_at_start")
-  data["model"]["audiogs"]["sh_degree"] = 1
-  data["_format"] = 3
-  path = tmp_path / "config.json"
-  path.write_text(json.dumps(data))
-  back = config_lib.load_saved_config(path)
+  back = _load_older(cfg, tmp_path, 3, ())
   assert cfg.model.audiogs.init_fit > 0
   assert back.model.audiogs.init_fit == 0 and back.train.eval_at_start is False
   assert back.model.audiogs.init_fit_ridge == cfg.model.audiogs.init_fit_ridge
