@@ -32,6 +32,8 @@ Mono baselines (identical channels up to a gain) have an ITD of exactly 0 and an
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 __all__ = ["ITD_MAX_S", "ITD_MAX_HZ", "IPD_MAX_HZ", "ILD_BANDS_HZ", "itd", "itd_error", "ipd_error",
@@ -70,18 +72,16 @@ def _pair(pred, target):
 def itd(x, sample_rate: float) -> np.ndarray:
   """GCC-PHAT interaural time difference [B] in seconds (left leading: positive)."""
   x = _batch(x)
-  n = x.shape[-1]
-  nfft = 2 * n                                   # linear, not circular, correlation
+  nfft = 2 * x.shape[-1]                         # linear, not circular, correlation
   spec = np.fft.rfft(x, nfft, axis=-1)           # [B, 2, nfft/2+1]
   cross = np.conj(spec[:, 0]) * spec[:, 1]
   mag = np.abs(cross)
   cross = cross / np.maximum(mag, 1e-12 * np.max(mag, axis=-1, keepdims=True) + 1e-300)
-  cross = cross * (np.fft.rfftfreq(nfft, 1.0 / sample_rate) <= ITD_MAX_HZ)
-  up = _UPSAMPLE * nfft
-  cc = np.fft.irfft(cross, up, axis=-1)          # lag k / (UPSAMPLE sr) at index k
-  max_lag = int(np.ceil(ITD_MAX_S * sample_rate * _UPSAMPLE))
-  lags = np.concatenate([np.arange(up - max_lag, up), np.arange(0, max_lag + 1)])
-  win = cc[:, lags]                              # lags -max..max
+  kernel, max_lag = _lag_kernel(nfft, float(sample_rate))
+  c = cross[:, :kernel.shape[0]]
+  # lags 0..M, then -M..-1 by the conjugate kernel in a product of the same shape (the
+  # same summation order: a symmetric correlation stays exactly symmetric)
+  win = np.concatenate([(c @ np.conj(kernel)).real[:, :0:-1], (c @ kernel).real], axis=1)
   i = np.argmax(win, axis=-1)
   ii = np.clip(i, 1, win.shape[-1] - 2)
   rows = np.arange(win.shape[0])
@@ -90,6 +90,21 @@ def itd(x, sample_rate: float) -> np.ndarray:
   delta = np.where((i == ii) & (den < 0), 0.5 * (y0 - y2) / np.where(den < 0, den, -1.0), 0.0)
   lag = (i - max_lag) + delta
   return np.clip(lag / (_UPSAMPLE * sample_rate), -ITD_MAX_S, ITD_MAX_S)
+
+
+@functools.lru_cache(maxsize=8)
+def _lag_kernel(nfft: int, sample_rate: float) -> tuple:
+  """``(W [K, M + 1], M)``: ``(cross[:, :K] @ W).real`` is ``irfft(cross', U nfft)``
+  at the lags ``0 .. M`` of the ``U``-times finer grid (``conj(W)``: ``0 .. -M``;
+  ``U = _UPSAMPLE``, ``M`` the lags within ``ITD_MAX_S``), where ``cross'`` is ``cross`` with the bins above
+  ``ITD_MAX_HZ`` zeroed and ``K`` the bins up to it: the inverse transform evaluated
+  only where the peak is searched (bins weighted 1 at DC and 2 above, the real
+  inverse's Hermitian pairs; the bins used lie below Nyquist)."""
+  up = _UPSAMPLE * nfft
+  k = np.arange(int(np.sum(np.fft.rfftfreq(nfft, 1.0 / sample_rate) <= ITD_MAX_HZ)))
+  max_lag = int(np.ceil(ITD_MAX_S * sample_rate * _UPSAMPLE))
+  turns = np.mod(np.outer(k, np.arange(max_lag + 1)), up) / up   # exact integer reduction
+  return np.where(k == 0, 1.0, 2.0)[:, None] / up * np.exp(2j * np.pi * turns), max_lag
 
 
 def itd_error(pred, target, sample_rate: float) -> np.ndarray:

@@ -44,8 +44,7 @@ def _is_main() -> bool:
 
 
 def validate(model, params, eval_data, scene, config, predict) -> dict:
-  """Quick validation metrics (MAG both protocols, ENV, LRE) on a split, on
-  the recording's scale: the same numbers as ``evaluate``'s table."""
+  """Validation MAG (both protocols), ENV and LRE on a split: ``evaluate``'s numbers."""
   pred = predict_lib.predict_waveforms(model, params, eval_data.poses, eval_data.source_tf,
                            scene.clip_length, config, int(config.eval.batch_size), predict)
   # On the recording's scale (normalisation undone), as the evaluation tables.
@@ -79,10 +78,9 @@ class _Scenes:
 
 
 def _host_state(config, model, scenes: _Scenes, train_split: str, fit: bool):
-  """Initial host state (stacked for several scenes), optimiser, meta and the
-  seconds the initialisation took (``init_s``: the scene analysis of ``SceneInfo``
-  and, with ``fit``, the model's data-driven start; not the data's loading).
-  A resumed run (``fit`` False) only needs the state's structure: no fit."""
+  """Initial host state (stacked for several scenes), optimiser, meta and ``init_s``
+  (the seconds of the scene analysis and, with ``fit``, the model's data-driven
+  start; not the data's loading). A resumed run (``fit`` False) needs no fit."""
   states, metas = [], []
   tx = None
   init_s = 0.0
@@ -225,9 +223,6 @@ def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, pr
   padded = layout.pad_state(host, tx)
   state = parallel.put_global(padded, layout.state_shardings(padded, tx))
   del host, padded
-  train_data = dataset.shard_clips(lambda i: scenes.split(i, config.data.train_split),
-                                   len(scenes.ids), config, layout)
-  step_fn = make_sampled_step(model, tx, config, layout, state, train_data)
   params_of, to_save = _state_views(scenes, layout, tx)
   logger = Logger(workdir, resume_step=step)
   timer.offset = logger.last_train_s if step else init_s
@@ -243,12 +238,15 @@ def _train_loop(config, workdir, model, scenes, layout, host, tx, meta, ckpt, pr
 
   bar = tqdm(total=total, initial=step, desc="train", unit="step",
              disable=not (progress and _is_main()), dynamic_ncols=True)
-  clock = (time.perf_counter(), step)
-  pending = None  # the previous step's loss: counted on the bar once computed
   done = False                    # stop_when said so: end here, as at the last step
   if not step and eval_every > 0 and config.train.get("eval_at_start", False):
-    done = validation(0, state, bar)
+    done = validation(0, state, bar)   # the start as it is: before the training data
+  pending = None  # the previous step's loss: counted on the bar once computed
   try:
+    train_data = dataset.shard_clips(lambda i: scenes.split(i, config.data.train_split),
+                                     len(scenes.ids), config, layout)
+    step_fn = make_sampled_step(model, tx, config, layout, state, train_data)
+    clock = (time.perf_counter(), step)
     while step < total and not stop and not done:
       state, m = step_fn(state, train_data)
       step += 1

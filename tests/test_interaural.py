@@ -133,3 +133,28 @@ def test_estimate_source_ignores_reflection_peaks():
     k = np.maximum((w @ itds) / np.maximum((w * w).sum(-1), 1e-12), 0.0)
     ls = pts[np.argmin(((itds[None] - k[:, None] * w) ** 2).sum(-1))]
     assert np.linalg.norm(ls - src) > 2 * np.linalg.norm(est - src)
+
+
+def test_itd_lag_search_equals_the_upsampled_inverse_fft():
+    """The correlation evaluated at the searched lags only (``_lag_kernel``) against
+    the whole upsampled inverse FFT of the band-limited GCC-PHAT spectrum (the
+    slow reference), on clips with random fractional delays and noise."""
+    rng = np.random.default_rng(3)
+    n = 2048
+    up = sps.resample_poly(rng.standard_normal((6, 4 * n)), 1, 1, axis=-1)
+    x = np.stack([up[:, ::4], np.roll(up, 3, axis=-1)[:, ::4]], axis=1)
+    x = x + 0.3 * rng.standard_normal(x.shape)
+    nfft = 2 * n
+    spec = np.fft.rfft(x, nfft, axis=-1)
+    cross = np.conj(spec[:, 0]) * spec[:, 1]
+    cross = cross / np.maximum(np.abs(cross), 1e-300)
+    cross = cross * (np.fft.rfftfreq(nfft, 1.0 / SR) <= interaural.ITD_MAX_HZ)
+    factor = 4
+    cc = np.fft.irfft(cross, factor * nfft, axis=-1)
+    kernel, m = interaural._lag_kernel(nfft, float(SR))
+    c = cross[:, :kernel.shape[0]]
+    tol = 1e-12 * np.abs(cc).max()
+    np.testing.assert_allclose((c @ kernel).real, cc[:, :m + 1], atol=tol)
+    np.testing.assert_allclose((c @ np.conj(kernel)).real, cc[:, (-np.arange(m + 1)) % (factor * nfft)],
+                               atol=tol)
+    assert factor == interaural._UPSAMPLE

@@ -6,6 +6,8 @@ Its config fields are ``config.model.audiogs`` (``default_config``); the STFT
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -143,24 +145,35 @@ def init(key, scene: SceneInfo, config) -> GaussianGrid:
   """Initial parameters in the grid layout (``gaussians.GaussianGrid``)."""
   m = fields_of(config, NAME)
   mpu = metres_per_unit(scene, config)
-  g = init_gaussians(
-      key, scene.num_freqs, scene.num_frames, sh_degree=int(m.sh_degree),
-      center=_init_center(scene, config), spread=float(m.init_spread), dual=bool(m.dual_sh),
-      learn_phase=bool(m.use_learned_phase),
+  grid_kw = dict(
+      sh_degree=int(m.sh_degree), center=tuple(float(c) for c in _init_center(scene, config)),
+      spread=float(m.init_spread), dual=bool(m.dual_sh), learn_phase=bool(m.use_learned_phase),
       log_scale=float(np.log(mpu)) if m.learn_scale else None,
       init_gain=float(m.init_gain), activation=str(m.activation))
-  grid = to_grid(g, scene.num_freqs)
-  k = tail_frames(config)
-  if not k:
+  tail_kw = advance = None
+  if tail_frames(config):
+    tail_kw = dict(hop_length=int(config.model.hop_length),
+                   sample_rate=int(config.data.sample_rate),
+                   rt60=_tail_init_rt60(scene, config), level=float(m.tail_init_level),
+                   learn_phase=str(m.tail_mode) == "complex")
+    advance = tail_lib.natural_advance(int(config.model.n_fft), int(config.model.hop_length))
+  return _init_grid(key, advance, num_freqs=int(scene.num_freqs),
+                    num_frames=int(scene.num_frames), grid_kw=tuple(sorted(grid_kw.items())),
+                    tail_kw=None if tail_kw is None else tuple(sorted(tail_kw.items())))
+
+
+@functools.partial(jax.jit, static_argnames=("num_freqs", "num_frames", "grid_kw", "tail_kw"))
+def _init_grid(key, advance, *, num_freqs: int, num_frames: int, grid_kw: tuple,
+               tail_kw) -> GaussianGrid:
+  """``init``'s arrays in one compiled program (``grid_kw``, ``tail_kw``: the keyword
+  arguments of ``gaussians.init_gaussians`` and ``renderer.tail.init`` as sorted
+  item tuples, None: no tail): run op by op, its few dozen small operations each
+  compiled on their own."""
+  grid = to_grid(init_gaussians(key, num_freqs, num_frames, **dict(grid_kw)), num_freqs)
+  if tail_kw is None:
     return grid
-  tail = tail_lib.init(jax.random.fold_in(key, 7), scene.num_freqs,
-                       hop_length=int(config.model.hop_length),
-                       sample_rate=int(config.data.sample_rate),
-                       rt60=_tail_init_rt60(scene, config), level=float(m.tail_init_level),
-                       learn_phase=str(m.tail_mode) == "complex",
-                       advance=tail_lib.natural_advance(int(config.model.n_fft),
-                                                        int(config.model.hop_length)))
-  return grid.replace(tail=tail)
+  return grid.replace(tail=tail_lib.init(jax.random.fold_in(key, 7), num_freqs,
+                                         advance=advance, **dict(tail_kw)))
 
 
 def _tail_init_rt60(scene: SceneInfo, config) -> float:
@@ -171,24 +184,30 @@ def _tail_init_rt60(scene: SceneInfo, config) -> float:
   return float(scene.rt60_estimate) if scene.rt60_estimate else 0.5
 
 
-def fit(params: GaussianGrid, scene, config) -> GaussianGrid:
-  """The closed-form start (``renderer.fit.start``) of ``params`` on the training
-  split ``scene`` (``data.scene.SceneData``), ``model.audiogs.init_fit``
-  alternations; ``params`` as they are when that is 0."""
+def _fit_iterations(config) -> int:
+  """``model.audiogs.init_fit``, checked: the closed-form start's alternations."""
   m = fields_of(config, NAME)
   iterations = int(m.get("init_fit", 0) or 0)
   if iterations < 0:
     raise ConfigError(f"--config.model.audiogs.init_fit={iterations}: must be >= 0")
-  if not iterations:
-    return params
-  if m.activation != "relu":
+  if iterations and m.activation != "relu":
     raise ConfigError(f"--config.model.audiogs.init_fit={iterations} (the closed-form "
                       f"start) needs activation=relu, got {m.activation!r}: set "
                       "--config.model.audiogs.init_fit=0")
+  return iterations
+
+
+def fit(params: GaussianGrid, scene, config) -> GaussianGrid:
+  """The closed-form start (``renderer.fit.start``) of ``params`` on the training
+  split ``scene`` (``data.scene.SceneData``), ``model.audiogs.init_fit``
+  alternations; ``params`` as they are when that is 0."""
+  iterations = _fit_iterations(config)
+  if not iterations:
+    return params
   data = dataset.to_device(scene, config)
   return fit_lib.start(params, data.poses, data.source_tf, data.target_tf,
                        render_config(config), iterations=iterations,
-                       ridge=float(m.get("init_fit_ridge", 0.01)))
+                       ridge=float(fields_of(config, NAME).get("init_fit_ridge", 0.01)))
 
 
 def render(params: GaussianGrid, poses, source_tf, config):

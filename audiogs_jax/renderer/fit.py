@@ -68,18 +68,32 @@ def _source_mag(source_tf: jnp.ndarray, config: RenderConfig) -> jnp.ndarray:
   return jnp.where(s > 0, 1.0, 0.0) if config.content_mode else s
 
 
-def _design(params: GaussianGrid, poses, source_tf, config: RenderConfig) -> jnp.ndarray:
-  """The coefficient fit's design ``x [K, B, 2, T, F]``: ``x_k = a_e Y_k(u_e)``
-  (module docstring) for a batch of clips; it depends on the positions, not on
-  the coefficients, so it is the same in every alternation."""
-  f = formula.fields(params, config).replace(tail=None)
-  out = formula.forward(f, poses, config)
-  degree = sh_lib.degree_of(f.coeffs.shape[1])
-  basis = jnp.stack(jnp.broadcast_arrays(*sh_lib.basis_terms(*out["u"], degree)))
-  a = _source_mag(source_tf, config)[:, None]                       # [B, 1, T, F]
+def _design_inputs(f: formula.Fields, poses, source_tf, config: RenderConfig) -> tuple:
+  """``(u [3, B, 2, T, F], w [B, 2, T, F])``: each ear's direction to each Gaussian
+  and ``w = |S| D_e``, from which the design is ``x_k = w Y_k(u)`` and the direct
+  magnitude ``|G S| = relu(sum_k c_k Y_k(u)) w``. They depend on the positions,
+  decay and scale, which the fit keeps, so they are the same in every alternation."""
+  out = formula.forward(f.replace(tail=None), poses, config)
+  w = _source_mag(source_tf, config)[:, None]
   if out["att"] is not None:
-    a = a * out["att"]
-  return a[None] * basis
+    w = w * out["att"]
+  shape = out["r"].shape
+  return (jnp.stack([jnp.broadcast_to(c, shape) for c in out["u"]]),
+          jnp.broadcast_to(w, shape))
+
+
+def _basis(u: jnp.ndarray, k: int) -> jnp.ndarray:
+  """``Y_k(u)`` ``[K, ...]`` for ``u [3, ...]``."""
+  terms = sh_lib.basis_terms(u[0], u[1], u[2], sh_lib.degree_of(k))
+  return jnp.stack([jnp.broadcast_to(t, u.shape[1:]) for t in terms])
+
+
+def _design(params: GaussianGrid, poses, source_tf, config: RenderConfig) -> jnp.ndarray:
+  """The coefficient fit's design ``x [K, B, 2, T, F]``: ``x_k = |S| D_e Y_k(u_e)``
+  (module docstring) for a batch of clips."""
+  f = formula.fields(params, config)
+  u, w = _design_inputs(f, poses, source_tf, config)
+  return w[None] * _basis(u, f.coeffs.shape[1])
 
 
 def _ears(x: jnp.ndarray, shared: bool) -> jnp.ndarray:
@@ -119,44 +133,77 @@ def solve_ridge(m: jnp.ndarray, v: jnp.ndarray, c0: jnp.ndarray, ridge: float):
   return jax.scipy.linalg.cho_solve(factor, (v + lam * prior)[..., None])[..., 0]
 
 
-def _residual_mag(tgt, q, level) -> jnp.ndarray:
-  """``sqrt(max(|Y|^2 - L q, 0))`` ``[B, 2, T, F]``: the magnitude the tail (unit
-  power ``q [B, T, F]``, level ``[2, F]``) leaves the direct part."""
-  y2 = jnp.abs(tgt) ** 2
-  if q is not None:
-    y2 = y2 - jnp.exp(2.0 * level)[None, :, None, :] * q[:, None]
+def _residual_mag(mag, q, level) -> jnp.ndarray:
+  """``sqrt(max(|Y|^2 - L q, 0))`` ``[B, 2, T, F]`` of the recordings' magnitude
+  ``mag``: what the tail (unit power ``q [B, T, F]``, level ``[2, F]``) leaves the
+  direct part."""
+  if q is None:
+    return mag
+  y2 = mag * mag - jnp.exp(2.0 * level)[None, :, None, :] * q[:, None]
   return jnp.sqrt(jnp.maximum(y2, 0.0))
 
 
-def _coeff_system(params: GaussianGrid, data: tuple, config: RenderConfig, level,
-                  with_m: bool) -> tuple:
+class _Clips:
+  """The training clips in chunks (``[C, chunk, ...]``, zero-padded) with what every
+  pass over them reads: the recordings' magnitude, the tail's unit power ``q``
+  (None without a tail) and the design inputs ``(u, w)`` (``_design_inputs``),
+  computed once and kept when they take at most ``cache_bytes``, else recomputed
+  in each pass from the poses and source frames (memory ``O(chunk)``)."""
+
+  def __init__(self, f: formula.Fields, poses, source_tf, target_tf, q,
+               config: RenderConfig, chunk: int, cache_bytes: float):
+    self.f, self.config = f, config
+    n = poses.shape[0]
+    self.mag = _chunks(jnp.abs(target_tf), chunk)
+    self.q = None if q is None else _chunks(q, chunk)
+    self.k = f.coeffs.shape[1]
+    cached = 16 * n * 2 * target_tf.shape[-2] * target_tf.shape[-1] <= cache_bytes
+    inputs = (_chunks(poses, chunk), _chunks(source_tf, chunk))
+    self.cached = cached
+    self.inputs = (jax.lax.map(lambda c: _design_inputs(f, *c, config), inputs)
+                   if cached else inputs)
+
+  def scan(self, body, init):
+    """``lax.scan`` of ``body(acc, (u, w, mag, q))`` over the chunks; its carry."""
+    def step(acc, batch):
+      inputs, mag, q = batch
+      u, w = inputs if self.cached else _design_inputs(self.f, *inputs, self.config)
+      return body(acc, (u, w, mag, q)), None
+    return jax.lax.scan(step, init, (self.inputs, self.mag, self.q))[0]
+
+
+def _coeff_system(clips: _Clips, shared: bool, level, with_m: bool) -> tuple:
   """``(M [E', T, F, K, K] or None, v [E', T, F, K])`` summed over every chunk of
-  ``data`` (``(poses, source, target, q)``; ``q`` None without a tail); ``M`` only
-  when ``with_m``. The sums run in the design's layout (``[K, K, E, T, F]``: no
-  transpose per chunk) and are moved once at the end."""
-  shared = formula.fields(params, config).coeffs.shape[0] == 1
-  k = formula.fields(params, config).coeffs.shape[1]
-  t, f = params.num_frames, params.num_freqs
+  ``clips``; ``M`` only when ``with_m``. The sums run in the design's layout
+  (``[K, K, E, T, F]``: no transpose per chunk) and are moved once at the end."""
+  k = clips.k
+  t, f = clips.mag.shape[-2:]
 
   def body(acc, batch):
-    poses, src, tgt, q = batch
-    x = _design(params, poses, src, config)
-    v = acc[1] + jnp.einsum("kbetf,betf->ketf", x, _residual_mag(tgt, q, level))
-    m = acc[0] + _gram(x) if with_m else acc[0]
-    return (m, v), None
+    u, w, mag, q = batch
+    x = w[None] * _basis(u, k)                                     # [K, B, 2, T, F]
+    r = _residual_mag(mag, q, level)
+    v = acc[1] + _clip_sum(lambda b: x[:, b] * r[b], x.shape[1])
+    m = acc[0] + _clip_sum(lambda b: x[:, None, b] * x[None, :, b], x.shape[1]) if with_m else acc[0]
+    return m, v
 
   zero_m = jnp.zeros((k, k, 2, t, f) if with_m else (), jnp.float32)
-  (m, v), _ = jax.lax.scan(body, (zero_m, jnp.zeros((k, 2, t, f), jnp.float32)), data)
+  m, v = clips.scan(body, (zero_m, jnp.zeros((k, 2, t, f), jnp.float32)))
   v = _ears(jnp.moveaxis(v, 0, -1), shared)
   return (_ears(jnp.moveaxis(m, (0, 1), (-2, -1)), shared) if with_m else None), v
 
 
-def _gram(x: jnp.ndarray) -> jnp.ndarray:
-  """``sum_b x_k x_l`` ``[K, K, E, T, F]`` of ``x [K, B, E, T, F]``, row by row:
-  one contraction over clips per row keeps the layout (a single ``K x K``
-  contraction transposes, a broadcast product materialises ``K^2 B`` planes, and
-  computing the upper triangle only and mirroring it was slower)."""
-  return jnp.stack([jnp.einsum("kbetf,betf->ketf", x, x[i]) for i in range(x.shape[0])])
+def _clip_sum(term, n: int) -> jnp.ndarray:
+  """``sum_b term(b)`` over the ``n`` clips of a chunk, written as one sum of ``n``
+  planes: XLA fuses it into a single elementwise pass, where a reduction (or an
+  ``einsum``) over the clip axis, a major axis of ``[K, B, E, T, F]``, compiles to a
+  strided loop several times slower (docs/performance.md). The Gram term
+  ``term(b) = x[:, None, b] x[None, :, b]`` ``[K, K, E, T, F]`` is never
+  materialised per clip. ``n`` is the chunk size: a trace-time constant."""
+  total = term(0)
+  for b in range(1, n):
+    total = total + term(b)
+  return total
 
 
 def _solve_coeffs(params: GaussianGrid, m, v, ridge: float) -> GaussianGrid:
@@ -167,31 +214,30 @@ def _solve_coeffs(params: GaussianGrid, m, v, ridge: float) -> GaussianGrid:
   return params.replace(sh=params.sh.at[:e, :k].set(c))
 
 
-def _fit_tail_level(params: GaussianGrid, data: tuple, config: RenderConfig):
-  """``params`` with each ear and bin's tail level fitted to the power the direct
-  gain leaves: ``L = sum R q / sum q^2`` over frames and clips, ``R = |Y|^2 -
-  |G S|^2`` (``MIN_TAIL_POWER`` at least)."""
-  fields = formula.fields(params, config).replace(tail=None)
+def _fit_tail_level(params: GaussianGrid, clips: _Clips, config: RenderConfig):
+  """The tail level ``[2, F]`` fitted to the power the direct gain of ``params``
+  leaves: ``L = sum R q / sum q^2`` over frames and clips, ``R = |Y|^2 - |G S|^2``
+  (``MIN_TAIL_POWER`` at least), ``|G S| = relu(sum_k c_k Y_k(u)) w``."""
+  coeffs = formula.fields(params, config).coeffs
 
   def body(acc, batch):
-    poses, src, tgt, q = batch
-    # |G S| = A D |S| (the gain's modulus: its phase is not needed)
-    direct = formula.forward(fields, poses, config)["m"] * _source_mag(src, config)[:, None]
-    r = jnp.abs(tgt) ** 2 - direct ** 2                            # [B, 2, T, F]
+    u, w, mag, q = batch
+    direct = jax.nn.relu(sh_lib.expand(coeffs, u[0], u[1], u[2])) * w   # [B, 2, T, F]
+    r = mag * mag - direct * direct
     num = jnp.sum(r * q[:, None], axis=(0, 2))
-    return (acc[0] + num, acc[1] + jnp.sum(q * q, axis=(0, 1))[None]), None
+    return acc[0] + num, acc[1] + jnp.sum(q * q, axis=(0, 1))[None]
 
   zero = jnp.zeros(params.tail.level.shape, jnp.float32)
-  (num, den), _ = jax.lax.scan(body, (zero, zero), data)
+  num, den = clips.scan(body, (zero, zero))
   power = jnp.maximum(num / jnp.maximum(den, 1e-30), MIN_TAIL_POWER)
-  return params.replace(tail=params.tail.replace(level=0.5 * jnp.log(power)))
+  return 0.5 * jnp.log(power)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "iterations", "ridge", "shrink",
-                                             "chunk", "omega"))
+                                             "chunk", "omega", "cache_bytes"))
 def start(params: GaussianGrid, poses, source_tf, target_tf, config: RenderConfig, *,
           iterations: int = 2, ridge: float = 0.01, shrink: float = 1.0,
-          chunk: int = 16, omega: float = 1.2) -> GaussianGrid:
+          chunk: int = 16, omega: float = 1.2, cache_bytes: float = 2 ** 31) -> GaussianGrid:
   """The closed-form start (module docstring) from ``params`` and the training clips.
 
   Args:
@@ -207,6 +253,8 @@ def start(params: GaussianGrid, poses, source_tf, target_tf, config: RenderConfi
       (``solve_ridge``; module docstring).
     chunk: clips per step of the accumulation.
     omega: over-relaxation of the tail-level steps (1: plain alternation).
+    cache_bytes: keep the design's inputs (16 bytes per clip, ear and bin) when they
+      take at most this, instead of recomputing them in every pass.
 
   Returns:
     ``params`` with ``sh`` (and ``tail.level``) fitted.
@@ -214,28 +262,29 @@ def start(params: GaussianGrid, poses, source_tf, target_tf, config: RenderConfi
   if config.activation != "relu":
     raise ValueError("the closed-form start needs activation='relu' (the SH sum is then "
                      f"the magnitude); got {config.activation!r}")
-  k = formula.fields(params, config).coeffs.shape[1]
+  f = formula.fields(params, config)
+  k = f.coeffs.shape[1]
   ridge = float(ridge) + float(shrink) * k / poses.shape[0]
   tail = params.tail is not None and bool(config.tail_frames)
   q = None
   if tail:   # the tail's power at unit level [N, T, F]: its rate is kept, so fixed
     unit = params.tail.replace(level=jnp.zeros_like(params.tail.level))
     q = tail_lib.power(unit, source_tf, config.tail_frames)[0][:, 0]
-  data = tuple(None if x is None else _chunks(x, chunk)
-               for x in (poses, source_tf, target_tf, q))
+  clips = _Clips(f, poses, source_tf, target_tf, q, config, chunk, cache_bytes)
+  shared = f.coeffs.shape[0] == 1
   level = params.tail.level if tail else None
-  m, v = _coeff_system(params, data, config, level, with_m=True)
+  m, v = _coeff_system(clips, shared, level, with_m=True)
   params = _solve_coeffs(params, m, v, ridge)
   if not tail:
     return params
 
   def relaxed(p):   # the level fit, over-relaxed (module docstring)
-    level = _fit_tail_level(p, data, config).tail.level
+    level = _fit_tail_level(p, clips, config)
     return p.replace(tail=p.tail.replace(level=p.tail.level + omega * (level - p.tail.level)))
 
   def again(_, p):    # the tail level for these coefficients, then the coefficients
     p = relaxed(p)
-    return _solve_coeffs(p, m, _coeff_system(p, data, config, p.tail.level, False)[1], ridge)
+    return _solve_coeffs(p, m, _coeff_system(clips, shared, p.tail.level, False)[1], ridge)
 
   params = jax.lax.fori_loop(0, max(int(iterations), 1) - 1, again, params)
   return relaxed(params)
