@@ -184,3 +184,36 @@ def test_design_kept_or_recomputed_gives_the_same_start():
   assert not np.allclose(np.asarray(kept.sh), np.asarray(start.sh), atol=0.1)
   for a, b in zip(jax.tree.leaves(kept), jax.tree.leaves(again)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_explained_power_equals_a_nonnegative_least_squares_fit():
+  """``_explained`` (the power the best ``a, L >= 0`` explain, from five sums) against
+  scipy's NNLS on the vectors themselves, for fits where both, one or neither
+  coefficient is positive."""
+  from scipy.optimize import nnls
+  rng = np.random.default_rng(0)
+  for trial in range(40):
+    x, q = rng.uniform(0, 1, 50), rng.uniform(0, 1, 50)
+    y = rng.normal(0, 1, 2).dot([x, q]) + 0.1 * rng.standard_normal(50) + (trial % 3 - 1)
+    coef, _ = nnls(np.stack([x, q], 1), y)
+    want = y.dot(y) - np.sum((y - coef[0] * x - coef[1] * q) ** 2)
+    got = fit_lib._explained(*(jnp.float32(v) for v in (x @ x, x @ q, q @ q, x @ y, q @ y)))
+    np.testing.assert_allclose(float(got), want, rtol=2e-3, atol=2e-3 * y.dot(y))
+
+
+@pytest.mark.parametrize("true_index", [1, 4])
+def test_tail_decay_is_read_from_the_recordings(true_index):
+  """Recordings whose power is ``a_e |S(t)|^2 + L_e sum_k exp(-2 k rate) |S(t - k)|^2``
+  at a known rate (random phases): ``fit_tail_decay`` picks that rate among the
+  candidates, in every bin."""
+  k, n = 12, 40
+  rates = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+  src = _source(n, k + T, seed=7)
+  rng = np.random.default_rng(8)
+  unit = np.asarray(tail_lib.unit_power(jnp.full((F,), rates[true_index]), src, k)[0])
+  direct = np.abs(np.asarray(src[:, k:])) ** 2                          # [N, T, F]
+  a, level = rng.uniform(0.5, 2.0, (2, F)), rng.uniform(0.5, 2.0, (2, F))
+  power = a[None, :, None] * direct[:, None] + level[None, :, None] * unit[:, None]
+  target = np.sqrt(power) * np.exp(2j * np.pi * rng.uniform(size=power.shape))
+  decay = fit_lib.fit_tail_decay(src, jnp.asarray(target.astype(np.complex64)), rates, k)
+  np.testing.assert_allclose(np.asarray(jax.nn.softplus(decay)), rates[true_index], rtol=1e-5)

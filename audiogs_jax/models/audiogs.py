@@ -57,7 +57,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.tail_frames = 128
   c.tail_mode = "power"               # power (expected magnitude) | complex (CTF as such)
   c.tail_coherence = True             # ears' taps as coherent as a diffuse field's
-  c.tail_init_rt60 = 0.0              # seconds, every bin; 0: the training clips' blind RT60
+  c.tail_init_rt60 = 0.0              # seconds, every bin; 0: read from the training clips
+                                      # (the closed-form start's choice, else their blind RT60)
   c.tail_init_level = 0.02            # amplitude of the first tap
   # Loss: mag_weight * |Y| L2 + log_mag_weight * log|Y| L1 + phase_weight * IPD
   # + frame_tie_weight * (pull each bin's T frames together, losses.frame_tie).
@@ -102,12 +103,17 @@ def metres_per_unit(scene: SceneInfo, config) -> float:
 #: Range of the tail's data-driven initial RT60 (seconds).
 TAIL_RT60_RANGE = (0.1, 1.5)
 
+#: RT60s (s) the closed-form start's tail decay is chosen among, per bin: 12 steps of
+#: about 28 % over ``TAIL_RT60_RANGE``.
+TAIL_RT60_CANDIDATES = tuple(float(v) for v in np.geomspace(*TAIL_RT60_RANGE, 12))
+
 
 def scene_extras(scene, config) -> dict:
   """``source_estimate``: the source located from the training clips' interaural
   times (``localize.estimate_source``), when ``init_position = "itd"``;
   ``rt60_estimate``: the median blind RT60 of the training recordings
-  (``reverb.rt60_blind``), when the tail starts from it (``tail_init_rt60 = 0``)."""
+  (``reverb.rt60_blind``), when the tail starts from it (``tail_init_rt60 = 0``; the
+  closed-form start then replaces it with ``renderer.fit.fit_tail_decay``'s)."""
   m = fields_of(config, NAME)
   where = m.init_position
   if where not in ("itd", "listeners"):
@@ -207,7 +213,19 @@ def fit(params: GaussianGrid, scene, config) -> GaussianGrid:
   data = dataset.to_device(scene, config)
   return fit_lib.start(params, data.poses, data.source_tf, data.target_tf,
                        render_config(config), iterations=iterations,
-                       ridge=float(fields_of(config, NAME).get("init_fit_ridge", 0.01)))
+                       ridge=float(fields_of(config, NAME).get("init_fit_ridge", 0.01)),
+                       tail_rates=_tail_rate_candidates(config))
+
+
+def _tail_rate_candidates(config):
+  """The tail decay rates (nepers per frame) the closed-form start chooses among,
+  one per RT60 of ``TAIL_RT60_CANDIDATES``; None (the rate stays where ``init`` put
+  it) without a tail or with a fixed ``tail_init_rt60``."""
+  if not tail_frames(config) or float(fields_of(config, NAME).get("tail_init_rt60", 0.0)):
+    return None
+  return tuple(tail_lib.rate_of_rt60(rt, int(config.model.hop_length),
+                                     int(config.data.sample_rate))
+               for rt in TAIL_RT60_CANDIDATES)
 
 
 def render(params: GaussianGrid, poses, source_tf, config):

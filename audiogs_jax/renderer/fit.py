@@ -14,8 +14,11 @@ and bin's tail power level ``L = exp(2 level)`` one over every frame of every cl
 power the direct gain leaves), from the parameters it is given (the constant start
 of ``gaussians.init_gaussians``), and returns them with ``sh`` and ``tail.level``
 replaced: gradient descent then refines every field from there instead of from a
-flat gain. The positions, decay and tail rate stay fixed, so the systems' matrices
-and the tail's unit power ``Q`` are computed once; each alternation then costs one
+flat gain. The tail's decay rate, when candidates are given, is chosen first, once
+(``fit_tail_decay``: one rate for every bin, the one under which the recordings'
+power is best explained by the source's current and past frames). The positions,
+decay and tail rate then stay fixed, so the systems' matrices and the tail's unit
+power ``Q`` are computed once; each alternation then costs one
 pass over the clips for the right-hand sides and one for the tail level. The
 alternation converges geometrically (each step leaves a roughly constant
 fraction of the error), so each level step is over-relaxed,
@@ -38,6 +41,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import jax.scipy.linalg
 
 from audiogs_jax import sh as sh_lib
@@ -46,7 +50,10 @@ from audiogs_jax.renderer import formula
 from audiogs_jax.renderer import tail as tail_lib
 from audiogs_jax.renderer.config import RenderConfig
 
-__all__ = ["start", "normal_equations", "solve_ridge"]
+__all__ = ["start", "normal_equations", "solve_ridge", "fit_tail_decay"]
+
+#: Clips (evenly spaced over the scene) the tail's decay is chosen on.
+RATE_CLIPS = 32
 
 #: Smallest tail power level ``L`` the fit returns (level = log(1e-4) nepers).
 MIN_TAIL_POWER = 1e-8
@@ -233,11 +240,66 @@ def _fit_tail_level(params: GaussianGrid, clips: _Clips, config: RenderConfig):
   return 0.5 * jnp.log(power)
 
 
+def _explained(a11, a12, a22, b1, b2) -> jnp.ndarray:
+  """The power ``sum y^2 - min sum (y - a x - L q)^2`` that the best ``a, L >= 0``
+  explain, from the sums ``a11 = x.x, a12 = x.q, a22 = q.q, b1 = x.y, b2 = q.y``
+  (broadcast together): the two-term fit where both are positive, else the better
+  one-term fit. Written with normalised sums (``rho`` the cosine of ``x`` and ``q``),
+  which float32 keeps accurate where the raw 2 x 2 determinant would cancel."""
+  tiny = 1e-30
+  s1, s2 = jnp.sqrt(jnp.maximum(a11, tiny)), jnp.sqrt(jnp.maximum(a22, tiny))
+  rho = jnp.clip(a12 / (s1 * s2), -1.0 + 1e-6, 1.0 - 1e-6)
+  c1, c2 = b1 / s1, b2 / s2                         # fits in the normalised basis
+  det = 1.0 - rho * rho
+  a, level = (c1 - rho * c2) / det, (c2 - rho * c1) / det
+  both = (c1 * c1 - 2.0 * rho * c1 * c2 + c2 * c2) / det
+  one = jnp.maximum(jnp.square(jnp.maximum(c1, 0.0)), jnp.square(jnp.maximum(c2, 0.0)))
+  return jnp.where((a >= 0) & (level >= 0), both, one)
+
+
+def fit_tail_decay(source_tf, target_tf, rates: tuple, skip: int,
+                   max_clips: int = RATE_CLIPS) -> jnp.ndarray:
+  """The tail's decay ``[F]`` (softplus-inverse of its rate) read from the recordings:
+  the candidate of ``rates`` (nepers per frame) under which the recorded power
+  ``y = |Y_e|^2`` is best explained, summed over every frame of up to ``max_clips``
+  clips (evenly spaced), both ears and every bin, by ``a |S|^2 + L q``: ``|S|^2`` the frame's own
+  source power (the direct sound, a free gain ``a`` per ear and bin for every pose),
+  ``q = sum_{k >= 1} exp(-2 k rate) |S(t - k)|^2`` the tail's unit power at that rate,
+  and ``a, L >= 0`` fitted in closed form for each candidate (``_explained``). The
+  decay is read from how the recordings follow the source's past frames, where a
+  blind estimate from the recordings alone mistakes sustained music for a long decay.
+  One rate for all bins: chosen per bin, the rates scatter widely around the room's
+  (and come out shorter than its RT60), chosen once they land near it.
+
+  Args:
+    source_tf: ``[N, skip + T, F]`` complex source frames (``skip`` context frames).
+    target_tf: ``[N, 2, T, F]`` complex recordings.
+    rates: candidate rates, a tuple (static).
+    skip: context frames before each clip.
+    max_clips: clips used (the decay is one per bin: a few thousand frames fix it).
+  """
+  n = source_tf.shape[0]
+  idx = np.unique(np.linspace(0, n - 1, min(int(max_clips), n)).round().astype(int))
+  src, y = source_tf[idx], jnp.abs(target_tf[idx]) ** 2                 # [B, 2, T, F]
+  x = (jnp.abs(src[:, skip:]) ** 2)[:, None]                            # [B, 1, T, F]
+  cand = jnp.broadcast_to(jnp.asarray(rates, jnp.float32)[:, None],
+                          (len(rates), src.shape[-1]))                   # [C, F]
+  q = tail_lib.unit_power(cand, src, skip)[0]                            # [B, C, T, F]
+  dot = lambda u, v: jnp.sum(u * v, axis=(0, -2))
+  a11, b1 = dot(x, x), dot(x, y)                                         # [1 | 2, F]
+  a12, a22 = dot(x[:, None], q[:, :, None]), dot(q, q)[:, None]          # [C, 1, F]
+  b2 = dot(y[:, None], q[:, :, None])                                    # [C, 2, F]
+  best = jnp.argmax(_explained(a11, a12, a22, b1, b2).sum((1, 2)))      # one for all bins
+  rate = jnp.full((src.shape[-1],), jnp.asarray(rates, jnp.float32)[best])
+  return jnp.log(jnp.expm1(rate))
+
+
 @functools.partial(jax.jit, static_argnames=("config", "iterations", "ridge", "shrink",
-                                             "chunk", "omega", "cache_bytes"))
+                                             "chunk", "omega", "cache_bytes", "tail_rates"))
 def start(params: GaussianGrid, poses, source_tf, target_tf, config: RenderConfig, *,
           iterations: int = 2, ridge: float = 0.01, shrink: float = 1.0,
-          chunk: int = 16, omega: float = 1.2, cache_bytes: float = 2 ** 31) -> GaussianGrid:
+          chunk: int = 16, omega: float = 1.2, cache_bytes: float = 2 ** 31,
+          tail_rates: tuple | None = None) -> GaussianGrid:
   """The closed-form start (module docstring) from ``params`` and the training clips.
 
   Args:
@@ -255,9 +317,13 @@ def start(params: GaussianGrid, poses, source_tf, target_tf, config: RenderConfi
     omega: over-relaxation of the tail-level steps (1: plain alternation).
     cache_bytes: keep the design's inputs (16 bytes per clip, ear and bin) when they
       take at most this, instead of recomputing them in every pass.
+    tail_rates: candidate decay rates of the tail (nepers per frame): first each bin
+      takes the one that best explains the recordings (``fit_tail_decay``); None
+      keeps the rate of ``params``.
 
   Returns:
-    ``params`` with ``sh`` (and ``tail.level``) fitted.
+    ``params`` with ``sh`` (and ``tail.level``, and with ``tail_rates`` ``tail.decay``)
+    fitted.
   """
   if config.activation != "relu":
     raise ValueError("the closed-form start needs activation='relu' (the SH sum is then "
@@ -267,9 +333,12 @@ def start(params: GaussianGrid, poses, source_tf, target_tf, config: RenderConfi
   ridge = float(ridge) + float(shrink) * k / poses.shape[0]
   tail = params.tail is not None and bool(config.tail_frames)
   q = None
+  if tail and tail_rates:
+    params = params.replace(tail=params.tail.replace(decay=fit_tail_decay(
+        source_tf, target_tf, tuple(tail_rates), config.tail_frames)))
   if tail:   # the tail's power at unit level [N, T, F]: its rate is kept, so fixed
-    unit = params.tail.replace(level=jnp.zeros_like(params.tail.level))
-    q = tail_lib.power(unit, source_tf, config.tail_frames)[0][:, 0]
+    q = tail_lib.unit_power(jax.nn.softplus(params.tail.decay), source_tf,
+                            config.tail_frames)[0]
   clips = _Clips(f, poses, source_tf, target_tf, q, config, chunk, cache_bytes)
   shared = f.coeffs.shape[0] == 1
   level = params.tail.level if tail else None

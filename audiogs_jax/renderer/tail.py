@@ -51,7 +51,7 @@ import numpy as np
 from audiogs_jax.gaussians import Tail
 
 __all__ = ["Tail", "init", "fixed_phases", "natural_advance", "taps", "coherent", "power", "combine", "diffuse_coherence",
-           "rate_of_rt60", "rt60_of", "MODES"]
+           "rate_of_rt60", "rt60_of", "unit_power", "MODES"]
 
 #: Amplitude decay of 60 dB, in nepers: ln(1000).
 NEPERS_60DB = 3.0 * np.log(10.0)
@@ -211,11 +211,17 @@ def coherent(tail: Tail, source_tf: jnp.ndarray, skip: int, coherence=None, z0=N
   return jnp.stack([rot[0] * q[:, 0], right.astype(q.dtype)], axis=1), z
 
 
+def unit_power(rate: jnp.ndarray, source_tf: jnp.ndarray, skip: int, p0=None):
+  """``sum_{k >= 1} exp(-2 k rate) |S(t - k)|^2``, the taps' power at level 0, for the
+  frames of ``source_tf`` ``[B, N, F]`` after the first ``skip``; ``rate`` ``[..., F]``
+  (leading axes L, e.g. candidate rates): ``([B, *L, N - skip, F], state [B, *L, F])``."""
+  return _sums(jnp.abs(source_tf) ** 2, jnp.exp(-2.0 * rate), skip, p0)
+
+
 def power(tail: Tail, source_tf: jnp.ndarray, skip: int, p0=None):
   """``sum_k exp(2 level_e - 2 k rate) |S(t - k)|^2`` (the taps' expected power) for
   the frames after the first ``skip``: ``([B, 2, N - skip, F], state [B, F])``."""
-  rate = jax.nn.softplus(tail.decay)
-  p, z = _sums(jnp.abs(source_tf) ** 2, jnp.exp(-2.0 * rate), skip, p0)   # [B, T, F]
+  p, z = unit_power(jax.nn.softplus(tail.decay), source_tf, skip, p0)    # [B, T, F]
   return jnp.exp(2.0 * tail.level)[None, :, None, :] * p[:, None], z
 
 
