@@ -103,8 +103,8 @@ def metres_per_unit(scene: SceneInfo, config) -> float:
 #: Range of the tail's data-driven initial RT60 (seconds).
 TAIL_RT60_RANGE = (0.1, 1.5)
 
-#: RT60s (s) the closed-form start's tail decay is chosen among, per bin: 12 steps of
-#: about 28 % over ``TAIL_RT60_RANGE``.
+#: RT60s (s) the closed-form start chooses the tail's decay among (one for every bin):
+#: 12 steps of about 28 % over ``TAIL_RT60_RANGE``.
 TAIL_RT60_CANDIDATES = tuple(float(v) for v in np.geomspace(*TAIL_RT60_RANGE, 12))
 
 

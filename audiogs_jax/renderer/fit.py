@@ -262,8 +262,8 @@ def fit_tail_decay(source_tf, target_tf, rates: tuple, skip: int,
   """The tail's decay ``[F]`` (softplus-inverse of its rate) read from the recordings:
   the candidate of ``rates`` (nepers per frame) under which the recorded power
   ``y = |Y_e|^2`` is best explained, summed over every frame of up to ``max_clips``
-  clips (evenly spaced), both ears and every bin, by ``a |S|^2 + L q``: ``|S|^2`` the frame's own
-  source power (the direct sound, a free gain ``a`` per ear and bin for every pose),
+  clips (evenly spaced), both ears and every bin, by ``a |S|^2 + L q``: ``|S|^2`` the
+  frame's own source power (the direct sound, a free gain ``a`` per ear and bin for every pose),
   ``q = sum_{k >= 1} exp(-2 k rate) |S(t - k)|^2`` the tail's unit power at that rate,
   and ``a, L >= 0`` fitted in closed form for each candidate (``_explained``). The
   decay is read from how the recordings follow the source's past frames, where a
@@ -276,7 +276,7 @@ def fit_tail_decay(source_tf, target_tf, rates: tuple, skip: int,
     target_tf: ``[N, 2, T, F]`` complex recordings.
     rates: candidate rates, a tuple (static).
     skip: context frames before each clip.
-    max_clips: clips used (the decay is one per bin: a few thousand frames fix it).
+    max_clips: clips used (one rate for the scene: a few thousand frames fix it).
   """
   n = source_tf.shape[0]
   idx = np.unique(np.linspace(0, n - 1, min(int(max_clips), n)).round().astype(int))
@@ -317,9 +317,9 @@ def start(params: GaussianGrid, poses, source_tf, target_tf, config: RenderConfi
     omega: over-relaxation of the tail-level steps (1: plain alternation).
     cache_bytes: keep the design's inputs (16 bytes per clip, ear and bin) when they
       take at most this, instead of recomputing them in every pass.
-    tail_rates: candidate decay rates of the tail (nepers per frame): first each bin
-      takes the one that best explains the recordings (``fit_tail_decay``); None
-      keeps the rate of ``params``.
+    tail_rates: candidate decay rates of the tail (nepers per frame): first the one
+      that best explains the recordings becomes every bin's rate (``fit_tail_decay``);
+      None keeps the rate of ``params``.
 
   Returns:
     ``params`` with ``sh`` (and ``tail.level``, and with ``tail_rates`` ``tail.decay``)
