@@ -205,20 +205,39 @@ def _with_context(source, context, *, k, extra, n_fft, hop_length):
   return jnp.concatenate([before, dsp.stft_frames(source, **kw)], axis=-2)
 
 
+def _device_data(poses, source, target, context, config) -> DeviceData:
+  """``DeviceData`` of a split's arrays (``[N, 4, 4]``, ``[N, L]``, ``[N, 2, L]``,
+  ``[N, C]`` or None): the STFTs of every clip."""
+  return DeviceData(poses=jnp.asarray(poses, jnp.float32),
+                    source_tf=source_frames(source, context, config),
+                    target_tf=_stft_frames(target, **stft_kwargs(config)),
+                    source=source, target=target)
+
+
+def _arrays(scene: SceneData) -> tuple:
+  return scene.poses, scene.source, scene.binaural, scene.source_context
+
+
 def to_device(scene: SceneData, config, sharding=None) -> DeviceData:
   """STFTs of every clip, computed once, and the arrays on the device."""
-  kw = stft_kwargs(config)
-  source = jnp.asarray(scene.source)
-  target = jnp.asarray(scene.binaural)
-  context = None if scene.source_context is None else jnp.asarray(scene.source_context)
-  data = DeviceData(
-      poses=jnp.asarray(scene.poses, jnp.float32),
-      source_tf=source_frames(source, context, config),
-      target_tf=_stft_frames(target, **kw),
-      source=source, target=target)
+  poses, *audio = _arrays(scene)
+  data = _device_data(poses, *(None if a is None else jnp.asarray(a) for a in audio),
+                      config)
   if sharding is not None:
     data = jax.device_put(data, sharding)
   return data
+
+
+def device_shapes(scene: SceneData, config) -> DeviceData:
+  """What ``to_device(scene, config)`` returns, as ``jax.ShapeDtypeStruct`` leaves,
+  without computing it: a program that reads the split can be compiled for these
+  while its STFTs are computed."""
+  def spec(x):
+    x = np.asarray(x)
+    return jax.ShapeDtypeStruct(x.shape, jax.dtypes.canonicalize_dtype(x.dtype))
+  poses, *audio = _arrays(scene)
+  return jax.eval_shape(lambda *a: _device_data(*a, config), spec(poses),
+                        *(None if a is None else spec(a) for a in audio))
 
 
 def sample_batch(data: DeviceData, key: jax.Array, batch_size: int,

@@ -30,7 +30,8 @@ from audiogs_jax import predict as predict_lib
 from audiogs_jax import workdir as workdir_lib
 from audiogs_jax.logs import Logger
 from audiogs_jax.models import get_model
-from audiogs_jax.trainstate import TrainState, create_train_state, make_sampled_step, stack_states
+from audiogs_jax.trainstate import (TrainState, create_train_state, make_sampled_step,
+                                    prepare_fit, stack_states)
 
 __all__ = ["train_and_evaluate", "validate", "best_metric_name"]
 
@@ -87,9 +88,10 @@ def _host_state(config, model, scenes: _Scenes, train_split: str, fit: bool):
   for i, c in enumerate(scenes.configs):
     scene = scenes.split(i, train_split)
     t0 = time.perf_counter()
+    start = prepare_fit(c, scene) if fit else None    # may compile while the scene is read
     info = workdir_lib.scene_info_of(scene, c)
     st, tx = create_train_state(c, info, jax.random.PRNGKey(int(config.seed)),
-                                norm_factor=scene.norm_factor, scene=scene if fit else None)
+                                norm_factor=scene.norm_factor, fit=start)
     if fit and jax.process_count() > 1:   # every process starts from process 0's fit
       st = st.replace(params=multihost_utils.broadcast_one_to_all(st.params))
     states.append(jax.device_get(st))

@@ -31,7 +31,7 @@ from audiogs_jax import dataset
 from audiogs_jax import parallel
 from audiogs_jax.models import RenderModel, SceneInfo, get_model
 
-__all__ = ["TrainState", "create_train_state", "stack_states", "scene_state_axes",
+__all__ = ["TrainState", "create_train_state", "prepare_fit", "stack_states", "scene_state_axes",
            "make_optimizer", "make_train_step", "make_sampled_step", "compiler_options"]
 
 
@@ -76,15 +76,28 @@ def make_optimizer(config, model, params) -> optax.GradientTransformation:
                      optax.multi_transform(transforms, labels))
 
 
+def prepare_fit(config, scene):
+  """The model's data-driven start on the training split ``scene``
+  (``RenderModel.fit``), a function ``params -> params``, or None (the model or its
+  config has none). Called before the scene analysis (``workdir.scene_info_of``), so
+  that what the model prepares in the background (AudioGS: compiling its start)
+  overlaps that analysis and ``init``."""
+  model = get_model(config.model.name)
+  return None if model.fit is None else model.fit(scene, config)
+
+
 def create_train_state(config, scene_info: SceneInfo, key: jax.Array,
-                       norm_factor: float = 1.0, scene=None):
-  """Initial ``TrainState`` and its optimiser; with the training split ``scene``
-  (``data.scene.SceneData``), the model's data-driven start (``RenderModel.fit``)."""
+                       norm_factor: float = 1.0, scene=None, fit=None):
+  """Initial ``TrainState`` and its optimiser; with ``fit`` (``prepare_fit``'s) or
+  the training split ``scene`` (``data.scene.SceneData``), the model's data-driven
+  start."""
   model = get_model(config.model.name)
   k_init, k_train = jax.random.split(key)
   params = model.init(k_init, scene_info, config)
-  if scene is not None and model.fit is not None:
-    params = model.fit(params, scene, config)
+  if fit is None and scene is not None:
+    fit = prepare_fit(config, scene)
+  if fit is not None:
+    params = fit(params)
   tx = make_optimizer(config, model, params)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
                      opt_state=tx.init(params), rng=jax.random.key_data(k_train),

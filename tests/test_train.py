@@ -24,7 +24,8 @@ from audiogs_jax import dataset
 from audiogs_jax import train
 from audiogs_jax import trainstate
 from audiogs_jax import workdir as workdir_lib
-from audiogs_jax.models import get_model
+from audiogs_jax.models import audiogs, get_model
+from audiogs_jax.renderer import fit as fit_lib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -202,6 +203,40 @@ def test_training_reduces_the_loss(trained_workdir, smoke):
                                                  key)
   uninformed = float(full_loss(jax.device_get(blind_state.params)))
   assert after < 0.6 * uninformed, (uninformed, after)
+
+
+def test_prepared_start_is_the_jitted_start(trained_workdir, monkeypatch):
+  """``prepare_fit`` compiles the closed-form start in the background while the
+  scene is analysed; what it returns applies that compiled program (not a second
+  compilation) and gives the jitted ``renderer.fit.start``'s parameters bit for bit."""
+  config = config_lib.load_saved_config(trained_workdir / "config.json")
+  scene = dataset.load_split(config, "train", progress=False)
+  info = workdir_lib.scene_info_of(scene, config)
+  start = trainstate.prepare_fit(config, scene)
+  assert callable(start)
+  params = get_model("audiogs").init(jax.random.PRNGKey(3), info, config)
+  data = dataset.to_device(scene, config)
+  m = config.model.audiogs
+  expected = fit_lib.start(params, data.poses, data.source_tf, data.target_tf,
+                           audiogs.render_config(config), iterations=int(m.init_fit),
+                           ridge=float(m.init_fit_ridge),
+                           tail_rates=audiogs._tail_rate_candidates(config))
+
+  for compiling in audiogs._STARTS.values():
+    compiling.result()
+
+  def not_again(*a, **k):
+    raise AssertionError("the prepared start compiled the start again")
+  monkeypatch.setattr(fit_lib, "start", not_again)
+  got = start(params)
+  assert jax.tree.structure(got) == jax.tree.structure(expected)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert not np.array_equal(np.asarray(got.sh), np.asarray(params.sh))   # it did fit
+  # Without a start in the config there is nothing to prepare.
+  with config.unlocked():
+    config.model.audiogs.init_fit = 0
+  assert trainstate.prepare_fit(config, scene) is None
 
 
 # ----------------------------------------------------------------------------- resume

@@ -6,6 +6,7 @@ Its config fields are ``config.model.audiogs`` (``default_config``); the STFT
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 
 import jax
@@ -13,7 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from audiogs_jax import dataset, localize, reverb
+from audiogs_jax import dataset, dsp, localize, reverb
 from audiogs_jax.config import ConfigError
 from audiogs_jax import losses
 from audiogs_jax import renderer
@@ -203,18 +204,66 @@ def _fit_iterations(config) -> int:
   return iterations
 
 
-def fit(params: GaussianGrid, scene, config) -> GaussianGrid:
-  """The closed-form start (``renderer.fit.start``) of ``params`` on the training
-  split ``scene`` (``data.scene.SceneData``), ``model.audiogs.init_fit``
-  alternations; ``params`` as they are when that is 0."""
+def fit(scene, config):
+  """The closed-form start (``renderer.fit.start``, ``model.audiogs.init_fit``
+  alternations) on the training split ``scene`` (``data.scene.SceneData``), as a
+  function ``params -> params``; None when ``init_fit`` is 0.
+
+  The start's program depends on the shapes alone, so it is traced and compiled
+  in a background thread from here on (``_compiled_start``; the program ``jax.jit``
+  would compile), while the clips' STFTs are computed and the caller analyses the
+  scene and initialises the parameters."""
   iterations = _fit_iterations(config)
   if not iterations:
-    return params
-  data = dataset.to_device(scene, config)
-  return fit_lib.start(params, data.poses, data.source_tf, data.target_tf,
-                       render_config(config), iterations=iterations,
-                       ridge=float(fields_of(config, NAME).get("init_fit_ridge", 0.01)),
-                       tail_rates=_tail_rate_candidates(config))
+    return None
+  rc = render_config(config)
+  kw = dict(iterations=iterations, tail_rates=_tail_rate_candidates(config),
+            ridge=float(fields_of(config, NAME).get("init_fit_ridge", 0.01)))
+  shapes = dataset.device_shapes(scene, config)
+  info = _shape_info(scene, config)
+  template = jax.eval_shape(lambda key: init(key, info, config), jax.random.PRNGKey(0))
+  program = _compiled_start(template, shapes.poses, shapes.source_tf, shapes.target_tf,
+                            rc, tuple(sorted(kw.items())))
+  data = dataset.to_device(scene, config)   # dispatched: computed while the caller goes on
+
+  def apply(params: GaussianGrid) -> GaussianGrid:
+    args = (params, data.poses, data.source_tf, data.target_tf)
+    if _avals(args) != _avals((template, shapes.poses, shapes.source_tf, shapes.target_tf)):
+      return fit_lib.start(*args, rc, **kw)     # not what was compiled (a caller's params)
+    return program.result()(*args)
+  return apply
+
+
+def _avals(tree) -> tuple:
+  """The tree structure, shapes and dtypes of ``tree`` (what a compiled program takes)."""
+  leaves, treedef = jax.tree.flatten(tree)
+  return treedef, tuple((tuple(x.shape), jnp.dtype(x.dtype)) for x in leaves)
+
+
+def _shape_info(scene, config) -> SceneInfo:
+  """A ``SceneInfo`` of ``scene``'s sizes (what ``init``'s shapes depend on), without
+  the scene analysis of ``scene_extras``."""
+  kw = dataset.stft_kwargs(config)
+  return SceneInfo(num_freqs=kw["n_fft"] // 2 + 1, sample_rate=int(scene.sample_rate),
+                   num_frames=dsp.num_frames(scene.clip_length, kw["n_fft"], kw["hop_length"]),
+                   center=(0.0, 0.0, 0.0), metres_per_unit=dataset.metres_per_unit(scene))
+
+
+#: Background compilations of the closed-form start, by the shapes and options they
+#: were compiled for (a multi-scene job compiles once for scenes of the same sizes).
+_STARTS: dict = {}
+_COMPILER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="fit")
+
+
+def _compiled_start(params, poses, source_tf, target_tf, rc, kw: tuple):
+  """A future of ``renderer.fit.start`` compiled for these abstract arguments
+  (``jax.ShapeDtypeStruct`` leaves) and options."""
+  key = (_avals((params, poses, source_tf, target_tf)), rc, kw)
+  if key not in _STARTS:
+    _STARTS[key] = _COMPILER.submit(
+        lambda: fit_lib.start.lower(params, poses, source_tf, target_tf, rc,
+                                    **dict(kw)).compile())
+  return _STARTS[key]
 
 
 def _tail_rate_candidates(config):

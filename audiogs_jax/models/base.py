@@ -27,9 +27,12 @@ model: its label, its config fields (``config.model.<name>``, defaults from
   source_tf, config) -> render``, which ``predict`` compiles as two programs (XLA's
   CPU backend ran AudioGS's render with the reverberant tail as one program 1.7x
   slower than as these two; docs/performance.md); None: one program.
-- ``fit(params, scene, config) -> params`` (optional): a data-driven start, the
-  initial parameters refined from the training split ``scene``
-  (``data.scene.SceneData``) before the first step (AudioGS: ``renderer.fit``).
+- ``fit(scene, config) -> (params -> params) | None`` (optional): a data-driven
+  start on the training split ``scene`` (``data.scene.SceneData``), the function
+  that refines the initial parameters before the first step (AudioGS:
+  ``renderer.fit``); None where the config asks for none. The training calls it
+  before the scene analysis and ``init``, so the model may prepare the start
+  meanwhile (compile it in the background).
 - ``convolutional``: the model's maths has convolutions (the backend may then
   compile it with its convolution options, ``backend.compiler_options``).
 """
@@ -73,7 +76,7 @@ class RenderModel:
   stream_fields: Optional[Callable[[Any, Any], Any]] = None
   no_stream: str = ""
   render_parts: Optional[Callable[[Any], Optional[tuple]]] = None
-  fit: Optional[Callable[[Any, Any, Any], Any]] = None
+  fit: Optional[Callable[[Any, Any], Any]] = None
   convolutional: bool = False
 
 
