@@ -385,6 +385,11 @@ def main(argv=None) -> int:
   reps = 5 if args.quick else 20
   if args.time_to_quality:
     return _emit(bench_ttq.section(args, ROOT), args.out)
+  if args.start_cost:
+    j0 = _cpu_jiffies()
+    result = bench_ttq.start_section(args, ROOT)
+    return _emit({**result, "host_steal_fraction": _steal_fraction(j0, _cpu_jiffies())},
+                 args.out)
   if args.stream:
     return _emit(_stream_section(args), args.out)
   if args.tail:

@@ -31,12 +31,18 @@ stays the full run's), right after the run with the configured start, each run
 in a fresh process (``isolated``), and reports both times and their ratio
 (``comparison``); ``--ttq-rooms`` adds the three benchmark rooms
 (``configs/bench_room_*.py``).
+
+``--start-cost`` times only the start (``start_cost``): the seconds from a loaded
+training split to the fitted initial parameters, with the closed-form start
+compiled in the background as the training does, against one step after another,
+each in a fresh process, alternated.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import hashlib
 import multiprocessing
 import json
 import os
@@ -48,9 +54,12 @@ import time
 import jax
 import numpy as np
 
-from audiogs_jax import backend, training
+from audiogs_jax import backend, dataset, training, trainstate
 from audiogs_jax import checkpoint as ckpt_lib
 from audiogs_jax import config as config_lib
+from audiogs_jax import workdir as workdir_lib
+from audiogs_jax.models import audiogs, get_model
+from audiogs_jax.renderer import fit as fit_lib
 
 METRICS = ("mag_avnerf", "mag_avcloud", "env", "lre")
 #: The recipe before the closed-form start (``--ttq-compare``'s "constant" run):
@@ -184,6 +193,53 @@ def compare(config, *, steps=None, eval_every: int = 50, progress: bool = False,
           "speedup": (b["train_s"] / a["train_s"]) if a and b else None}
 
 
+START_MODES = ("serial", "prepared")
+
+
+def start_cost(config, mode: str) -> dict:
+  """Seconds from a loaded training split to the fitted initial parameters (what a
+  new run's ``init_s`` counts) in this process (run it in a fresh one: ``isolated``).
+
+  ``mode``: ``"prepared"`` as the training does (``trainstate.prepare_fit`` first, so
+  the start compiles in a background thread while the clips' STFTs, the scene
+  analysis and ``init`` run, then ``create_train_state``); ``"serial"`` one after
+  another (scene analysis, ``init``, STFTs, then the jitted ``renderer.fit.start``,
+  compiled when called: the order before the background compilation). ``digest``: a
+  hash of the fitted parameters, the same in both modes (the same program)."""
+  if mode not in START_MODES:
+    raise ValueError(f"mode must be one of {START_MODES}, got {mode!r}")
+  config = config.copy_and_resolve_references()
+  backend.tune_host_allocator()
+  scene = dataset.load_split(config, config.data.train_split, progress=False)
+  key = jax.random.PRNGKey(int(config.seed))
+  t0 = time.perf_counter()
+  if mode == "prepared":
+    fit = trainstate.prepare_fit(config, scene)
+    info = workdir_lib.scene_info_of(scene, config)
+    params = trainstate.create_train_state(config, info, key, fit=fit)[0].params
+  else:   # create_train_state's init key, then AudioGS's start as one jitted call
+    info = workdir_lib.scene_info_of(scene, config)
+    params = get_model(config.model.name).init(jax.random.split(key)[0], info, config)
+    data = dataset.to_device(scene, config)
+    rc, kw = audiogs.fit_arguments(config)
+    params = fit_lib.start(params, data.poses, data.source_tf, data.target_tf, rc, **kw)
+  params = jax.device_get(params)
+  seconds = time.perf_counter() - t0
+  digest = hashlib.sha256(b"".join(np.ascontiguousarray(x).tobytes()
+                                   for x in jax.tree.leaves(params))).hexdigest()[:16]
+  return {"mode": mode, "seconds": seconds, "digest": digest}
+
+
+def start_costs(config, repeats: int = 3) -> dict:
+  """``start_cost`` in both modes, alternated, ``repeats`` times each, every run in
+  a fresh process: ``{"config", "rows", "median_s": {mode: s}, "identical"}``."""
+  rows = [isolated(start_cost, config, m) for _ in range(int(repeats)) for m in START_MODES]
+  return {"config": str(config.name), "device": jax.devices()[0].device_kind, "rows": rows,
+          "median_s": {m: float(np.median([r["seconds"] for r in rows if r["mode"] == m]))
+                       for m in START_MODES},
+          "identical": len({r["digest"] for r in rows}) == 1}
+
+
 def plot(result: dict, path, constant=None) -> None:
   """Four panels (one per metric): AudioGS against ``train_s`` (steps on the top
   axis), the best baseline as a horizontal line, the first time it beats every
@@ -252,6 +308,21 @@ def add_arguments(p) -> None:
   p.add_argument("--ttq-rooms", action="store_true",
                  help="with --ttq-compare: also the three benchmark rooms")
   p.add_argument("--plot", default=None, help="--time-to-quality: write the plot here (PNG)")
+  p.add_argument("--start-cost", action="store_true",
+                 help="only: seconds from the loaded training split to the fitted start, "
+                      "compiled in the background (as training does) against serially "
+                      "(--ttq-config's scene; --ttq-rooms: and the benchmark rooms)")
+  p.add_argument("--start-repeats", type=int, default=3,
+                 help="--start-cost: runs of each mode, alternated")
+
+
+def start_section(args, root: pathlib.Path) -> dict:
+  """``{"start_cost": [start_costs(...) per scene]}`` of the parsed ``args``."""
+  path = args.ttq_config or root / "configs" / "default.py"
+  paths = [path] + ([root / "configs" / f"bench_room_{r}.py" for r in ROOMS]
+                    if args.ttq_rooms else [])
+  return {"start_cost": [start_costs(config_lib.load_config_file(p), args.start_repeats)
+                         for p in paths]}
 
 
 def section(args, root: pathlib.Path) -> dict:

@@ -127,3 +127,15 @@ def test_bench_tail_rows(bench_tail):
     assert r.get("ms_per_step", r.get("ms_per_clip")) > 0
     if r["tail_frames"] == 0:
       assert r["ratio"] == 1.0
+
+
+def test_start_cost_modes_give_the_same_start(bench_ttq, smoke):
+  """``--start-cost``: the start compiled in the background (as training does) and
+  the one after another give the same parameters bit for bit; both are timed."""
+  config = smoke.config()
+  rows = [bench_ttq.start_cost(config, m) for m in bench_ttq.START_MODES]
+  assert [r["mode"] for r in rows] == ["serial", "prepared"]
+  assert all(r["seconds"] > 0 for r in rows)
+  assert rows[0]["digest"] == rows[1]["digest"]
+  with pytest.raises(ValueError, match="mode"):
+    bench_ttq.start_cost(config, "later")

@@ -216,11 +216,9 @@ def test_prepared_start_is_the_jitted_start(trained_workdir, monkeypatch):
   assert callable(start)
   params = get_model("audiogs").init(jax.random.PRNGKey(3), info, config)
   data = dataset.to_device(scene, config)
-  m = config.model.audiogs
-  expected = fit_lib.start(params, data.poses, data.source_tf, data.target_tf,
-                           audiogs.render_config(config), iterations=int(m.init_fit),
-                           ridge=float(m.init_fit_ridge),
-                           tail_rates=audiogs._tail_rate_candidates(config))
+  rc, kw = audiogs.fit_arguments(config)
+  assert kw["iterations"] == config.model.audiogs.init_fit > 0
+  expected = fit_lib.start(params, data.poses, data.source_tf, data.target_tf, rc, **kw)
 
   for compiling in audiogs._STARTS.values():
     compiling.result()

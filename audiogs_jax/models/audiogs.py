@@ -213,12 +213,9 @@ def fit(scene, config):
   in a background thread from here on (``_compiled_start``; the program ``jax.jit``
   would compile), while the clips' STFTs are computed and the caller analyses the
   scene and initialises the parameters."""
-  iterations = _fit_iterations(config)
-  if not iterations:
+  if not _fit_iterations(config):
     return None
-  rc = render_config(config)
-  kw = dict(iterations=iterations, tail_rates=_tail_rate_candidates(config),
-            ridge=float(fields_of(config, NAME).get("init_fit_ridge", 0.01)))
+  rc, kw = fit_arguments(config)
   shapes = dataset.device_shapes(scene, config)
   info = _shape_info(scene, config)
   template = jax.eval_shape(lambda key: init(key, info, config), jax.random.PRNGKey(0))
@@ -232,6 +229,14 @@ def fit(scene, config):
       return fit_lib.start(*args, rc, **kw)     # not what was compiled (a caller's params)
     return program.result()(*args)
   return apply
+
+
+def fit_arguments(config) -> tuple:
+  """``(RenderConfig, keyword arguments)`` of ``renderer.fit.start`` for ``config``:
+  ``start(params, poses, source_tf, target_tf, rc, **kw)`` is the configured start."""
+  kw = dict(iterations=_fit_iterations(config), tail_rates=_tail_rate_candidates(config),
+            ridge=float(fields_of(config, NAME).get("init_fit_ridge", 0.01)))
+  return render_config(config), kw
 
 
 def _avals(tree) -> tuple:
