@@ -69,15 +69,17 @@ def _pair(pred, target):
   return pred, target
 
 
-def itd(x, sample_rate: float) -> np.ndarray:
-  """GCC-PHAT interaural time difference [B] in seconds (left leading: positive)."""
+def itd(x, sample_rate: float, max_hz: float | None = None) -> np.ndarray:
+  """GCC-PHAT interaural time difference [B] in seconds (left leading: positive),
+  from the bins up to ``max_hz`` (default ``ITD_MAX_HZ``; ``inf``: every bin)."""
   x = _batch(x)
   nfft = 2 * x.shape[-1]                         # linear, not circular, correlation
   spec = np.fft.rfft(x, nfft, axis=-1)           # [B, 2, nfft/2+1]
   cross = np.conj(spec[:, 0]) * spec[:, 1]
   mag = np.abs(cross)
   cross = cross / np.maximum(mag, 1e-12 * np.max(mag, axis=-1, keepdims=True) + 1e-300)
-  kernel, max_lag = _lag_kernel(nfft, float(sample_rate))
+  kernel, max_lag = _lag_kernel(nfft, float(sample_rate),
+                                 float(ITD_MAX_HZ if max_hz is None else max_hz))
   c = cross[:, :kernel.shape[0]]
   # lags 0..M, then -M..-1 by the conjugate kernel in a product of the same shape (the
   # same summation order: a symmetric correlation stays exactly symmetric)
@@ -93,15 +95,15 @@ def itd(x, sample_rate: float) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _lag_kernel(nfft: int, sample_rate: float) -> tuple:
+def _lag_kernel(nfft: int, sample_rate: float, max_hz: float) -> tuple:
   """``(W [K, M + 1], M)``: ``(cross[:, :K] @ W).real`` is ``irfft(cross', U nfft)``
   at the lags ``0 .. M`` of the ``U``-times finer grid (``conj(W)``: ``0 .. -M``;
   ``U = _UPSAMPLE``, ``M`` the lags within ``ITD_MAX_S``), where ``cross'`` is ``cross`` with the bins above
-  ``ITD_MAX_HZ`` zeroed and ``K`` the bins up to it: the inverse transform evaluated
+  ``max_hz`` zeroed and ``K`` the bins up to it: the inverse transform evaluated
   only where the peak is searched (bins weighted 1 at DC and 2 above, the real
   inverse's Hermitian pairs; the bins used lie below Nyquist)."""
   up = _UPSAMPLE * nfft
-  k = np.arange(int(np.sum(np.fft.rfftfreq(nfft, 1.0 / sample_rate) <= ITD_MAX_HZ)))
+  k = np.arange(int(np.sum(np.fft.rfftfreq(nfft, 1.0 / sample_rate) <= max_hz)))
   max_lag = int(np.ceil(ITD_MAX_S * sample_rate * _UPSAMPLE))
   turns = np.mod(np.outer(k, np.arange(max_lag + 1)), up) / up   # exact integer reduction
   return np.where(k == 0, 1.0, 2.0)[:, None] / up * np.exp(2j * np.pi * turns), max_lag

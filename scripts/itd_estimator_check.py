@@ -6,6 +6,15 @@ clip's pose); the estimate is GCC-PHAT on the reverberant recording, whitened ov
 bins or only up to ``--fmax`` values. This is the evidence behind ``interaural.ITD_MAX_HZ``:
 
     python scripts/itd_estimator_check.py [--config configs/default.py] [--fmax 1500,3000]
+
+With ``--results RESULTS.json --room ROOM`` (the benchmark's ``results.json``; the
+config is then ``configs/bench_room_<ROOM>.py``, the split ``val``, the clips the
+benchmark evaluated) it also splits each method's per-clip ITD error (``itd``, the
+metric of the tables) by whether the recording's GCC-PHAT ITD is within
+``--agree-us`` of the direct-path ITD: where it is, the recording's interaural time is
+the direct sound's, which a renderer can reproduce from the geometry; where it is
+not, a reflection or the reverberant field sets the estimate (``docs/results.md``,
+"Where the ITD error comes from").
 """
 
 from __future__ import annotations
@@ -17,28 +26,39 @@ import numpy as np
 
 
 def _gcc(x: np.ndarray, sr: int, fmax: float | None) -> np.ndarray:
-  """GCC-PHAT ITD [B] in microseconds (as ``interaural.itd``) with a chosen band limit."""
+  """GCC-PHAT ITD [B] in microseconds (``interaural.itd``) from the bins up to ``fmax``
+  (None: every bin)."""
   from audiogs_jax import interaural
-  old = interaural.ITD_MAX_HZ
-  interaural.ITD_MAX_HZ = float("inf") if fmax is None else float(fmax)
-  try:
-    return 1e6 * interaural.itd(x, sr)
-  finally:
-    interaural.ITD_MAX_HZ = old
+  return 1e6 * interaural.itd(x, sr, max_hz=float("inf") if fmax is None else float(fmax))
 
 
 def main(argv=None) -> dict:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--config", default="configs/default.py", help="a synthetic-scene config")
+  p.add_argument("--config", default=None,
+                 help="a synthetic-scene config (default: configs/default.py, or the room's "
+                      "benchmark config with --room)")
+  p.add_argument("--split", default=None, help="the split (default: training; val with --room)")
+  p.add_argument("--results", default=None,
+                 help="a benchmark results.json whose per-clip ITD errors to break down")
+  p.add_argument("--room", default=None, help="the benchmark room of --results")
+  p.add_argument("--data-root", default=None, help="where the room's scene is (data.root)")
+  p.add_argument("--agree-us", type=float, default=200.0,
+                 help="largest |recording - direct| ITD (us) counted as the direct sound's")
   p.add_argument("--fmax", default="1500,2000,3000,5000",
                  help="comma-separated band limits in Hz to compare with broadband")
   a = p.parse_args(argv)
   from audiogs_jax import config as config_lib
-  from audiogs_jax import dataset
+  from audiogs_jax import dataset, interaural
   from audiogs_jax.data import ears, heads, room
 
-  cfg = config_lib.load_config_file(a.config)
-  scene = dataset.load_split(cfg, cfg.data.train_split, progress=False)
+  if (a.results is None) != (a.room is None):
+    p.error("--results and --room go together")
+  config = a.config or (f"configs/bench_room_{a.room}.py" if a.room else "configs/default.py")
+  cfg = config_lib.load_config_file(config)
+  if a.data_root:
+    cfg.data.root = a.data_root
+  split = a.split or ("val" if a.room else cfg.data.train_split)
+  scene = dataset.load_split(cfg, split, progress=False)
   meta, sr = scene.meta, scene.sample_rate
   head = heads.load_head(meta.get("ears", "kemar"), None, sr)
   if head is None:
@@ -54,15 +74,41 @@ def main(argv=None) -> dict:
     direct.append(_gcc(ir[None], sr, None)[0])
   direct = np.asarray(direct)
   rec = scene.binaural.astype(np.float64)
-  out = {"config": a.config, "clips": int(len(direct)),
+  out = {"config": config, "split": split, "clips": int(len(direct)),
          "mean_abs_direct_itd_us": float(np.mean(np.abs(direct))), "estimators": {}}
   for fmax in [None] + [float(v) for v in a.fmax.split(",") if v]:
     err = np.abs(_gcc(rec, sr, fmax) - direct)
     out["estimators"]["broadband" if fmax is None else f"<= {fmax:g} Hz"] = {
         "mean_error_us": float(err.mean()), "median_error_us": float(np.median(err)),
         "fraction_over_200us": float(np.mean(err > 200))}
+  if a.results:
+    out["run_errors"] = run_errors(a.results, a.room, scene.clip_ids,
+                                   np.abs(1e6 * interaural.itd(rec, sr) - direct),
+                                   a.agree_us)
   print(json.dumps(out, indent=2))
   return out
+
+
+def run_errors(results: str, room: str, clip_ids: list, rec_vs_direct: np.ndarray,
+               agree_us: float) -> dict:
+  """Mean per-clip ITD error of AudioGS (``full``) and each baseline in ``room`` of a
+  benchmark ``results.json``, over the clips whose recording's ITD (the metric's
+  estimator) is within ``agree_us`` of the direct path's (``rec_vs_direct [N]``, us,
+  in ``clip_ids`` order) and over the others."""
+  run = json.load(open(results))["runs"][room]["full"]
+  ids = run["per_clip"]["clip_ids"]
+  if sorted(ids) != sorted(clip_ids):
+    raise SystemExit(f"{results}: the {room} run's clips are not the split's (another scene?)")
+  order = [list(clip_ids).index(c) for c in ids]
+  agree = rec_vs_direct[order] <= agree_us
+  methods = {"audiogs": run["per_clip"]["itd"],
+             **{b: v["itd"] for b, v in run["per_clip_baselines"].items()}}
+  mean = lambda x, m: float(np.mean(np.asarray(x)[m])) if m.any() else None
+  return {"room": room, "agree_us": agree_us, "clips_direct": int(agree.sum()),
+          "clips_reverberant": int((~agree).sum()),
+          "mean_itd_error_us": {k: {"all": float(np.mean(v)), "direct": mean(v, agree),
+                                    "reverberant": mean(v, ~agree)}
+                                for k, v in methods.items()}}
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@ scripts/bench_audio3dgs.py, the time to quality of scripts/bench_ttq.py, the tai
 of scripts/bench_tail.py."""
 
 import importlib
+import json
 import pathlib
 import sys
 
+import numpy as np
 import pytest
 
 from audiogs_jax import backend
@@ -139,3 +141,28 @@ def test_start_cost_modes_give_the_same_start(bench_ttq, smoke):
   assert rows[0]["digest"] == rows[1]["digest"]
   with pytest.raises(ValueError, match="mode"):
     bench_ttq.start_cost(config, "later")
+
+
+@pytest.fixture(scope="module")
+def itd_check():
+  yield from _script("itd_estimator_check")
+
+
+def test_itd_check_splits_a_runs_errors_by_the_recordings_itd(itd_check, tmp_path):
+  """``run_errors`` averages each method's per-clip ITD error over the clips whose
+  recording's ITD is within the limit of the direct path's and over the rest,
+  matching clips by id (the results' clip order need not be the split's)."""
+  results = {"runs": {"hall": {"full": {
+      "per_clip": {"clip_ids": ["b", "a", "c"], "itd": [10.0, 30.0, 500.0]},
+      "per_clip_baselines": {"mono_mono": {"itd": [100.0, 200.0, 400.0]}}}}}}
+  path = tmp_path / "results.json"
+  path.write_text(json.dumps(results))
+  # split order a, b, c: a and b within 200 us of the direct path, c not
+  out = itd_check.run_errors(str(path), "hall", ["a", "b", "c"],
+                             np.array([50.0, 199.0, 700.0]), 200.0)
+  assert (out["clips_direct"], out["clips_reverberant"]) == (2, 1)
+  assert out["mean_itd_error_us"]["audiogs"] == {"all": 180.0, "direct": 20.0,
+                                                 "reverberant": 500.0}
+  assert out["mean_itd_error_us"]["mono_mono"]["direct"] == 150.0
+  with pytest.raises(SystemExit, match="not the split's"):
+    itd_check.run_errors(str(path), "hall", ["a", "b", "d"], np.zeros(3), 200.0)

@@ -135,6 +135,27 @@ def test_estimate_source_ignores_reflection_peaks():
     assert np.linalg.norm(ls - src) > 2 * np.linalg.norm(est - src)
 
 
+def test_itd_band_limit_is_an_argument():
+    """``itd(..., max_hz=)`` reads only the bins up to ``max_hz``, whatever was asked
+    before (the lag kernel is cached per limit): a clip whose band below 1 kHz is
+    delayed by +3 samples between the ears and whose band above 2 kHz by -5 gives
+    +3 samples below 1 kHz and -5 over every bin (most bins lie above 2 kHz)."""
+    rng = np.random.default_rng(5)
+    n = 4096
+    f = np.fft.rfftfreq(n, 1.0 / SR)
+    def band(lo, hi):
+        spec = np.fft.rfft(rng.standard_normal(n)) * ((f >= lo) & (f < hi))
+        return np.fft.irfft(spec, n)
+    low, high = band(50, 1000), band(2000, SR / 2)
+    left = low + high
+    right = np.roll(low, 3) + np.roll(high, -5)
+    x = np.stack([left, right])[None]
+    for _ in range(2):   # each limit twice, alternated: no cached kernel of another limit
+        assert interaural.itd(x, SR, max_hz=1000.0)[0] * SR == pytest.approx(3, abs=0.2)
+        assert interaural.itd(x, SR, max_hz=float("inf"))[0] * SR == pytest.approx(-5, abs=0.2)
+    assert interaural.itd(x, SR)[0] == interaural.itd(x, SR, max_hz=interaural.ITD_MAX_HZ)[0]
+
+
 def test_itd_lag_search_equals_the_upsampled_inverse_fft():
     """The correlation evaluated at the searched lags only (``_lag_kernel``) against
     the whole upsampled inverse FFT of the band-limited GCC-PHAT spectrum (the
@@ -151,7 +172,7 @@ def test_itd_lag_search_equals_the_upsampled_inverse_fft():
     cross = cross * (np.fft.rfftfreq(nfft, 1.0 / SR) <= interaural.ITD_MAX_HZ)
     factor = 4
     cc = np.fft.irfft(cross, factor * nfft, axis=-1)
-    kernel, m = interaural._lag_kernel(nfft, float(SR))
+    kernel, m = interaural._lag_kernel(nfft, float(SR), interaural.ITD_MAX_HZ)
     c = cross[:, :kernel.shape[0]]
     tol = 1e-12 * np.abs(cc).max()
     np.testing.assert_allclose((c @ kernel).real, cc[:, :m + 1], atol=tol)
