@@ -91,24 +91,29 @@ def main(argv=None) -> dict:
 
 def run_errors(results: str, room: str, clip_ids: list, rec_vs_direct: np.ndarray,
                agree_us: float) -> dict:
-  """Mean per-clip ITD error of AudioGS (``full``) and each baseline in ``room`` of a
-  benchmark ``results.json``, over the clips whose recording's ITD (the metric's
-  estimator) is within ``agree_us`` of the direct path's (``rec_vs_direct [N]``, us,
-  in ``clip_ids`` order) and over the others."""
-  run = json.load(open(results))["runs"][room]["full"]
-  ids = run["per_clip"]["clip_ids"]
-  if sorted(ids) != sorted(clip_ids):
-    raise SystemExit(f"{results}: the {room} run's clips are not the split's (another scene?)")
-  order = [list(clip_ids).index(c) for c in ids]
-  agree = rec_vs_direct[order] <= agree_us
-  methods = {"audiogs": run["per_clip"]["itd"],
-             **{b: v["itd"] for b, v in run["per_clip_baselines"].items()}}
+  """Mean per-clip ITD error of every run in ``room`` of a benchmark ``results.json``
+  (AudioGS ``full``, its ablations, the U-Net) and of the baselines (from ``full``'s
+  evaluation), over the clips whose recording's ITD (the metric's estimator) is within
+  ``agree_us`` of the direct path's (``rec_vs_direct [N]``, us, in ``clip_ids`` order)
+  and over the others."""
+  runs = json.load(open(results))["runs"][room]
+  methods = {}
+  for variant, run in runs.items():
+    ids = run["per_clip"]["clip_ids"]
+    if sorted(ids) != sorted(clip_ids):
+      raise SystemExit(f"{results}: the {room} {variant} run's clips are not the split's "
+                       "(another scene?)")
+    agree = (rec_vs_direct[[list(clip_ids).index(c) for c in ids]] <= agree_us)
+    methods[variant] = (run["per_clip"]["itd"], agree)
+    if variant == "full":
+      methods.update({b: (v["itd"], agree) for b, v in run["per_clip_baselines"].items()})
   mean = lambda x, m: float(np.mean(np.asarray(x)[m])) if m.any() else None
+  agree = rec_vs_direct <= agree_us
   return {"room": room, "agree_us": agree_us, "clips_direct": int(agree.sum()),
           "clips_reverberant": int((~agree).sum()),
-          "mean_itd_error_us": {k: {"all": float(np.mean(v)), "direct": mean(v, agree),
-                                    "reverberant": mean(v, ~agree)}
-                                for k, v in methods.items()}}
+          "mean_itd_error_us": {k: {"all": float(np.mean(v)), "direct": mean(v, m),
+                                    "reverberant": mean(v, ~m)}
+                                for k, (v, m) in methods.items()}}
 
 
 if __name__ == "__main__":

@@ -149,7 +149,7 @@ def itd_check():
 
 
 def test_itd_check_splits_a_runs_errors_by_the_recordings_itd(itd_check, tmp_path):
-  """``run_errors`` averages each method's per-clip ITD error over the clips whose
+  """``run_errors`` averages each run's and baseline's per-clip ITD error over the clips whose
   recording's ITD is within the limit of the direct path's and over the rest,
   matching clips by id (the results' clip order need not be the split's)."""
   results = {"runs": {"hall": {"full": {
@@ -161,8 +161,8 @@ def test_itd_check_splits_a_runs_errors_by_the_recordings_itd(itd_check, tmp_pat
   out = itd_check.run_errors(str(path), "hall", ["a", "b", "c"],
                              np.array([50.0, 199.0, 700.0]), 200.0)
   assert (out["clips_direct"], out["clips_reverberant"]) == (2, 1)
-  assert out["mean_itd_error_us"]["audiogs"] == {"all": 180.0, "direct": 20.0,
-                                                 "reverberant": 500.0}
+  assert out["mean_itd_error_us"]["full"] == {"all": 180.0, "direct": 20.0,
+                                              "reverberant": 500.0}
   assert out["mean_itd_error_us"]["mono_mono"]["direct"] == 150.0
   with pytest.raises(SystemExit, match="not the split's"):
     itd_check.run_errors(str(path), "hall", ["a", "b", "d"], np.zeros(3), 200.0)
