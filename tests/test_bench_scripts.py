@@ -166,3 +166,32 @@ def test_itd_check_splits_a_runs_errors_by_the_recordings_itd(itd_check, tmp_pat
   assert out["mean_itd_error_us"]["mono_mono"]["direct"] == 150.0
   with pytest.raises(SystemExit, match="not the split's"):
     itd_check.run_errors(str(path), "hall", ["a", "b", "d"], np.zeros(3), 200.0)
+
+
+@pytest.fixture(scope="module")
+def rt60_check():
+  yield from _script("rt60_estimator_check")
+
+
+def test_rt60_check_scores_the_recordings_against_the_simulated_rt60(rt60_check):
+  """``check`` applies the blind estimator to the recordings themselves: on clips of
+  noise bursts that stop and decay exponentially with RT60 0.4 s, it reads about
+  0.4 s, and ``rte_true_of_recordings`` is the mean |estimate - true|; a scene without
+  a simulated RT60 is refused."""
+  import types
+  from audiogs_jax import reverb
+  sr, rt60 = 16000, 0.4
+  rng = np.random.default_rng(0)
+  t = np.arange(sr) / sr
+  env = np.where(t < 0.3, 1.0, 10 ** (-3.0 * (t - 0.3) / rt60))   # -60 dB per rt60
+  clips = rng.standard_normal((3, 2, sr)) * env
+  scene = types.SimpleNamespace(binaural=clips, sample_rate=sr,
+                                meta={"rt60_true": rt60, "signal": "noise"})
+  out = rt60_check.check(scene)
+  est = reverb.rt60_blind_batch(clips, sr)
+  assert out["clips"] == 3 and out["rt60_true"] == rt60
+  assert out["rte_true_of_recordings"] == pytest.approx(np.mean(np.abs(est - rt60)))
+  assert out["blind_median"] == pytest.approx(rt60, rel=0.25)
+  scene.meta = {}
+  with pytest.raises(SystemExit, match="no simulated RT60"):
+    rt60_check.check(scene)
