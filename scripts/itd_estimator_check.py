@@ -13,8 +13,8 @@ benchmark evaluated) it also splits each method's per-clip ITD error (``itd``, t
 metric of the tables) by whether the recording's GCC-PHAT ITD is within
 ``--agree-us`` of the direct-path ITD: where it is, the recording's interaural time is
 the direct sound's, which a renderer can reproduce from the geometry; where it is
-not, a reflection or the reverberant field sets the estimate (``docs/results.md``,
-"Where the ITD error comes from").
+not, a reflection or the reverberant field sets the estimate (README, "Where the ITD
+error comes from, clip by clip").
 """
 
 from __future__ import annotations
@@ -53,12 +53,23 @@ def main(argv=None) -> dict:
 
   if (a.results is None) != (a.room is None):
     p.error("--results and --room go together")
+  if a.results:
+    try:
+      runs = json.load(open(a.results)).get("runs", {})
+    except (OSError, ValueError) as e:
+      p.error(f"--results {a.results}: cannot read it as JSON ({e})")
+    if a.room not in runs or "full" not in runs[a.room]:
+      p.error(f"--results {a.results}: no full-model run of room {a.room!r} "
+              f"(rooms: {', '.join(sorted(runs)) or 'none'})")
   config = a.config or (f"configs/bench_room_{a.room}.py" if a.room else "configs/default.py")
-  cfg = config_lib.load_config_file(config)
-  if a.data_root:
-    cfg.data.root = a.data_root
-  split = a.split or ("val" if a.room else cfg.data.train_split)
-  scene = dataset.load_split(cfg, split, progress=False)
+  try:
+    cfg = config_lib.load_config_file(config)
+    if a.data_root:
+      cfg.data.root = a.data_root
+    split = a.split or ("val" if a.room else cfg.data.train_split)
+    scene = dataset.load_split(cfg, split, progress=False)
+  except config_lib.ConfigError as e:
+    p.error(str(e))
   meta, sr = scene.meta, scene.sample_rate
   head = heads.load_head(meta.get("ears", "kemar"), None, sr)
   if head is None:

@@ -45,11 +45,14 @@ def main(argv=None) -> dict:
   from audiogs_jax import config as config_lib
   from audiogs_jax import dataset
   config = a.config or (f"configs/bench_room_{a.room}.py" if a.room else "configs/default.py")
-  cfg = config_lib.load_config_file(config)
-  if a.data_root:
-    cfg.data.root = a.data_root
-  out = {"config": config, "split": a.split,
-         **check(dataset.load_split(cfg, a.split, progress=False))}
+  try:
+    cfg = config_lib.load_config_file(config)
+    if a.data_root:
+      cfg.data.root = a.data_root
+    scene = dataset.load_split(cfg, a.split, progress=False)
+  except config_lib.ConfigError as e:
+    p.error(str(e))
+  out = {"config": config, "split": a.split, **check(scene)}
   print(json.dumps(out, indent=2))
   return out
 
