@@ -32,23 +32,47 @@ def _gcc(x: np.ndarray, sr: int, fmax: float | None) -> np.ndarray:
   return 1e6 * interaural.itd(x, sr, max_hz=float("inf") if fmax is None else float(fmax))
 
 
-def main(argv=None) -> dict:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_scene_arguments(p: argparse.ArgumentParser, split_default: str) -> None:
+  """``--config``, ``--room``, ``--data-root`` and ``--split``: which synthetic scene and
+  split to read (``load_scene``); ``split_default`` describes the default split."""
   p.add_argument("--config", default=None,
                  help="a synthetic-scene config (default: configs/default.py, or the room's "
                       "benchmark config with --room)")
-  p.add_argument("--split", default=None, help="the split (default: training; val with --room)")
+  p.add_argument("--room", default=None,
+                 help="a benchmark room (configs/bench_room_ROOM.py)")
+  p.add_argument("--data-root", default=None, help="where the scene is (data.root)")
+  p.add_argument("--split", default=None, help=f"the split (default: {split_default})")
+
+
+def load_scene(p: argparse.ArgumentParser, a, split=None) -> tuple:
+  """``(config path, split, SceneData)`` of ``add_scene_arguments``' options (the split:
+  ``--split``, else ``split``, else the config's training split); a missing config or
+  bad data root is ``p.error`` (one line, exit status 2)."""
+  from audiogs_jax import config as config_lib
+  from audiogs_jax import dataset
+  config = a.config or (f"configs/bench_room_{a.room}.py" if a.room else "configs/default.py")
+  try:
+    cfg = config_lib.load_config_file(config)
+    if a.data_root:
+      cfg.data.root = a.data_root
+    split = a.split or split or cfg.data.train_split
+    return config, split, dataset.load_split(cfg, split, progress=False)
+  except config_lib.ConfigError as e:
+    p.error(str(e))
+
+
+def main(argv=None) -> dict:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  add_scene_arguments(p, "training; val with --room")
   p.add_argument("--results", default=None,
-                 help="a benchmark results.json whose per-clip ITD errors to break down")
-  p.add_argument("--room", default=None, help="the benchmark room of --results")
-  p.add_argument("--data-root", default=None, help="where the room's scene is (data.root)")
+                 help="a benchmark results.json whose per-clip ITD errors to break down "
+                      "(with --room)")
   p.add_argument("--agree-us", type=float, default=200.0,
                  help="largest |recording - direct| ITD (us) counted as the direct sound's")
   p.add_argument("--fmax", default="1500,2000,3000,5000",
                  help="comma-separated band limits in Hz to compare with broadband")
   a = p.parse_args(argv)
-  from audiogs_jax import config as config_lib
-  from audiogs_jax import dataset, interaural
+  from audiogs_jax import interaural
   from audiogs_jax.data import ears, heads, room
 
   if (a.results is None) != (a.room is None):
@@ -61,15 +85,7 @@ def main(argv=None) -> dict:
     if a.room not in runs or "full" not in runs[a.room]:
       p.error(f"--results {a.results}: no full-model run of room {a.room!r} "
               f"(rooms: {', '.join(sorted(runs)) or 'none'})")
-  config = a.config or (f"configs/bench_room_{a.room}.py" if a.room else "configs/default.py")
-  try:
-    cfg = config_lib.load_config_file(config)
-    if a.data_root:
-      cfg.data.root = a.data_root
-    split = a.split or ("val" if a.room else cfg.data.train_split)
-    scene = dataset.load_split(cfg, split, progress=False)
-  except config_lib.ConfigError as e:
-    p.error(str(e))
+  config, split, scene = load_scene(p, a, "val" if a.room else None)
   meta, sr = scene.meta, scene.sample_rate
   head = heads.load_head(meta.get("ears", "kemar"), None, sr)
   if head is None:

@@ -34,25 +34,11 @@ def check(scene) -> dict:
 
 
 def main(argv=None) -> dict:
+  from itd_estimator_check import add_scene_arguments, load_scene   # scripts/, beside this
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--config", default=None,
-                 help="a synthetic-scene config (default: configs/default.py, or the room's "
-                      "benchmark config with --room)")
-  p.add_argument("--room", default=None, help="a benchmark room (configs/bench_room_ROOM.py)")
-  p.add_argument("--data-root", default=None, help="where the scene is (data.root)")
-  p.add_argument("--split", default="val", help="the split (val)")
-  a = p.parse_args(argv)
-  from audiogs_jax import config as config_lib
-  from audiogs_jax import dataset
-  config = a.config or (f"configs/bench_room_{a.room}.py" if a.room else "configs/default.py")
-  try:
-    cfg = config_lib.load_config_file(config)
-    if a.data_root:
-      cfg.data.root = a.data_root
-    scene = dataset.load_split(cfg, a.split, progress=False)
-  except config_lib.ConfigError as e:
-    p.error(str(e))
-  out = {"config": config, "split": a.split, **check(scene)}
+  add_scene_arguments(p, "val")
+  config, split, scene = load_scene(p, p.parse_args(argv), "val")
+  out = {"config": config, "split": split, **check(scene)}
   print(json.dumps(out, indent=2))
   return out
 
